@@ -1,0 +1,1 @@
+"""Write side: use cases that turn client commands into events in the event store."""

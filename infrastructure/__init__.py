@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, logging, servers, HTTP app, process supervision."""

@@ -1,0 +1,93 @@
+"""The `herald` command line: dev stack, roles, migrations and topics.
+
+Bad input ends with one line naming the value and what is wrong, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from infrastructure.log import configure_logging
+from infrastructure.roles import ROLES
+from infrastructure.settings import Settings, SettingsError, load_settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="herald", description="Event-sourced notification backend.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser(
+        "dev",
+        help="run everything locally; servers without a configured URL are started embedded",
+    )
+    serve = sub.add_parser("serve", help="run one role against the configured servers")
+    serve.add_argument("role", choices=sorted(ROLES), help="the role to run")
+    sub.add_parser("migrate", help="apply pending SQL migrations to HERALD_DATABASE_URL")
+    sub.add_parser("topics", help="create missing Kafka topics on HERALD_KAFKA_BOOTSTRAP")
+    return parser
+
+
+def _fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    print(f"herald: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+    configure_logging(settings, role=args.command if args.command != "serve" else args.role)
+    _dispatch(args, settings)
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    # Imports are local so that each command loads only what it uses.
+    from infrastructure.devstack import EmbeddedUnavailableError  # noqa: PLC0415
+    from infrastructure.devstack.dev import DevDirBusyError, run_dev  # noqa: PLC0415
+    from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
+    from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
+    from infrastructure.resources import MissingServerError, require_servers  # noqa: PLC0415
+
+    try:
+        if args.command == "dev":
+            run_dev(settings)
+        elif args.command == "serve":
+            ROLES[args.role](settings)
+        elif args.command == "migrate":
+            database_url, _, _ = require_servers(settings)
+            applied = migrate(database_url)
+            print(f"{len(applied)} migration(s) applied")
+        elif args.command == "topics":
+            from infrastructure.kafka import ensure_topics, topic_layout  # noqa: PLC0415
+
+            _, _, bootstrap = require_servers(settings)
+            created = ensure_topics(bootstrap, topic_layout(settings.kafka_partitions))
+            print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+    except SettingsError as exc:
+        _fail(str(exc))
+    except MissingServerError as exc:
+        _fail(f"{exc} is not set; `herald {args.command}` needs it (or use `herald dev`)")
+    except (MigrationError, DevDirBusyError, EmbeddedUnavailableError) as exc:
+        _fail(str(exc))
+    except ChildFailedError as exc:
+        _fail(str(exc), status=EXIT_FAILURE)
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""`herald dev`: the whole of Herald on one machine, from wheels, under one supervisor.
+
+Servers whose URLs are configured are used as they are; the rest are started embedded.
+Then migrations and topics are applied, the roles start as separate processes, and a
+table of URLs is printed. Ctrl-C or SIGTERM stops everything, roles first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, NoReturn
+
+from infrastructure.devstack import prepare_servers, start_servers
+from infrastructure.devstack.servers import ProcessSpec
+from infrastructure.devstack.supervisor import Supervisor
+from infrastructure.log import get_logger
+from infrastructure.settings import Settings, SettingsError, redact_url
+
+log = get_logger(__name__)
+
+DEV_ROLES = ("api",)
+
+
+class StopRequestedError(Exception):
+    """SIGINT or SIGTERM arrived: unwind and stop the children."""
+
+
+class DevDirBusyError(Exception):
+    """Another `herald dev` already uses this data directory."""
+
+
+def _raise_stop(signum: int, _frame: object) -> NoReturn:
+    raise StopRequestedError(signal.Signals(signum).name)
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise SettingsError(
+                "HERALD_HTTP_PORT", f"{port} is already in use on {host}", str(port + 1)
+            ) from None
+
+
+@contextmanager
+def exclusive_dev_dir(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "dev.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DevDirBusyError(
+                f"another `herald dev` is running with HERALD_DEV_DIR={data_dir}; stop it or "
+                "choose another directory"
+            ) from None
+        yield
+
+
+def role_spec(role: str, settings: Settings) -> ProcessSpec:
+    ready = lambda: True  # noqa: E731
+    if role == "api":
+        liveness = f"http://{settings.http_host}:{settings.http_port}/health/liveness"
+        ready = lambda: _answers(liveness)  # noqa: E731
+    return ProcessSpec(
+        name=role,
+        argv=[sys.executable, "-m", "infrastructure.cli", "serve", role],
+        env=settings.to_environ(),
+        ready=ready,
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)  # noqa: PLR2004
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def url_table(settings: Settings, data_dir: Path) -> str:
+    api = f"http://{settings.http_host}:{settings.http_port}"
+    rows = [
+        ("api", api),
+        ("docs", f"{api}/docs"),
+        ("health", f"{api}/health"),
+        ("postgres", redact_url(settings.database_url.reveal()) if settings.database_url else "-"),
+        ("redis", redact_url(settings.redis_url.reveal()) if settings.redis_url else "-"),
+        ("kafka", settings.kafka_bootstrap or "-"),
+        ("data", str(data_dir)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    return "\n".join(["Herald is running:", *lines, "Press Ctrl-C to stop."])
+
+
+def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
+    data_dir = settings.dev_path
+    check_port_free(settings.http_host, settings.http_port)
+    with exclusive_dev_dir(data_dir):
+        signal.signal(signal.SIGINT, _raise_stop)
+        signal.signal(signal.SIGTERM, _raise_stop)
+        supervisor = Supervisor()
+        try:
+            full = start_servers(settings, supervisor, data_dir)
+            prepare_servers(full)
+            for role in DEV_ROLES:
+                supervisor.start(role_spec(role, full))
+            print(url_table(full, data_dir), file=out, flush=True)
+            while True:
+                supervisor.check()
+                time.sleep(0.5)
+        except StopRequestedError as stop:
+            log.info("stopping", signal=str(stop))
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            supervisor.stop_all()
+            print("Herald stopped.", file=out, flush=True)

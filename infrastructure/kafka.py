@@ -1,0 +1,68 @@
+"""Kafka plumbing shared by every role: topic layout, topic creation and a cheap liveness probe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from infrastructure.log import get_logger
+
+log = get_logger(__name__)
+
+NOTIFICATIONS_TOPIC = "herald.notifications.v1"
+DEAD_LETTER_TOPIC = "herald.notifications.dlq.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+def topic_layout(partitions: int) -> list[TopicSpec]:
+    """Every topic Herald uses, with explicit partition counts.
+
+    Notification events are keyed by notification id, so `partitions` bounds how far the
+    projector and dispatcher consumer groups scale out. Dead letters are rare: one partition.
+    """
+    return [TopicSpec(NOTIFICATIONS_TOPIC, partitions), TopicSpec(DEAD_LETTER_TOPIC, 1)]
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    # librdkafka logs every refused connection as an error; health probes report those instead.
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+
+
+def broker_answers(bootstrap: str, timeout: float) -> bool:
+    try:
+        admin_client(bootstrap).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 10.0) -> list[str]:
+    """Create the missing topics and return their names; existing topics are left as they are."""
+    admin = admin_client(bootstrap)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [t for t in topics if t.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1) for t in wanted],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    log.info("kafka topics created", topics=created)
+    return created

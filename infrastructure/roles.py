@@ -1,0 +1,43 @@
+"""Herald's roles: the long-running processes `herald serve ROLE` starts against configured servers.
+
+Later roles (relay, projector, dispatcher, scheduler) register here as they arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from infrastructure.log import get_logger
+from infrastructure.resources import require_servers
+from infrastructure.settings import Settings
+
+log = get_logger(__name__)
+
+
+def serve_api(settings: Settings) -> None:
+    """The HTTP API: commands and queries, served by granian with HERALD_HTTP_WORKERS processes."""
+    from granian import Granian  # noqa: PLC0415 - only this role needs the server
+    from granian.constants import Interfaces  # noqa: PLC0415
+
+    require_servers(settings)
+    log.info(
+        "api listening",
+        url=f"http://{settings.http_host}:{settings.http_port}",
+        workers=settings.http_workers,
+    )
+    Granian(
+        target="infrastructure.web.app:from_environment",
+        factory=True,
+        address=settings.http_host,
+        port=settings.http_port,
+        interface=Interfaces.ASGI,
+        workers=settings.http_workers,
+        log_enabled=False,  # the workers log through structlog, with request ids
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+    ).serve()
+
+
+ROLES: dict[str, Callable[[Settings], None]] = {
+    "api": serve_api,
+}

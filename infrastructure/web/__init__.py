@@ -1,0 +1,1 @@
+"""The HTTP application: factory, cross-cutting middleware, problem details and health."""

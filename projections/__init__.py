@@ -1,0 +1,1 @@
+"""Projections: consumers that build read models in PostgreSQL and Redis from events."""

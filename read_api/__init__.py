@@ -1,0 +1,1 @@
+"""Read side: queries served from read models only, never from aggregates."""

@@ -1,0 +1,58 @@
+"""Session fixtures: one real stack (PostgreSQL, Redis, broker) for the whole run.
+
+The servers are started by the same code as `herald dev`, unless HERALD_DATABASE_URL,
+HERALD_REDIS_URL or HERALD_KAFKA_BOOTSTRAP point at running ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import msgspec
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from infrastructure.devstack import prepare_servers, start_servers
+from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.servers import free_port
+from infrastructure.devstack.supervisor import Supervisor
+from infrastructure.settings import Secret, Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings whose three server URLs answer, with migrations and topics applied."""
+    configured = load_settings(env_file=None)
+    with Supervisor() as supervisor:
+        settings = start_servers(configured, supervisor, tmp_path_factory.mktemp("stack"))
+        prepare_servers(settings)
+        yield settings
+
+
+@pytest.fixture
+def fresh_database(stack: Settings) -> Iterator[str]:
+    """A new, empty database on the stack's server, dropped afterwards."""
+    assert stack.database_url is not None
+    server = stack.database_url.reveal()
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_conninfo(server, dbname=name)
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Settings) -> Iterator[str]:
+    """Base URL of a running `herald serve api` process against the stack."""
+    settings = msgspec.structs.replace(stack, http_port=free_port())
+    with Supervisor() as supervisor:
+        supervisor.start(role_spec("api", settings), ready_timeout=30)
+        yield f"http://{settings.http_host}:{settings.http_port}"
+
+
+def with_redis(settings: Settings, url: str) -> Settings:
+    return msgspec.structs.replace(settings, redis_url=Secret(url))
