@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("role", choices=sorted(ROLES), help="the role to run")
     sub.add_parser("migrate", help="apply pending SQL migrations to HERALD_DATABASE_URL")
     sub.add_parser("topics", help="create missing Kafka topics on HERALD_KAFKA_BOOTSTRAP")
+    users = sub.add_parser("users", help="manage users directly in the event store")
+    users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    admin = users_sub.add_parser(
+        "create-admin",
+        help="register an admin; the password is read from a prompt, or from stdin when piped",
+    )
+    admin.add_argument("--email", required=True, help="the admin's email address")
+    admin.add_argument("--tenant", default="default", help="the tenant (default: %(default)s)")
     return parser
 
 
@@ -54,6 +62,7 @@ def run(argv: Sequence[str] | None = None) -> None:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     # Imports are local so that each command loads only what it uses.
+    from domain.errors import DomainError  # noqa: PLC0415
     from infrastructure.devstack import EmbeddedUnavailableError  # noqa: PLC0415
     from infrastructure.devstack.dev import DevDirBusyError, run_dev  # noqa: PLC0415
     from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
@@ -69,6 +78,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             database_url, _, _ = require_servers(settings)
             applied = migrate(database_url)
             print(f"{len(applied)} migration(s) applied")
+        elif args.command == "users":
+            from infrastructure.admin_users import create_admin  # noqa: PLC0415
+
+            database_url, _, _ = require_servers(settings)
+            user_id = create_admin(settings, database_url, email=args.email, tenant=args.tenant)
+            print(f"admin {args.email} created in tenant {args.tenant} (id {user_id})")
         elif args.command == "topics":
             from infrastructure.kafka import ensure_topics, topic_layout  # noqa: PLC0415
 
@@ -79,7 +94,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         _fail(str(exc))
     except MissingServerError as exc:
         _fail(f"{exc} is not set; `herald {args.command}` needs it (or use `herald dev`)")
-    except (MigrationError, DevDirBusyError, EmbeddedUnavailableError) as exc:
+    except (MigrationError, DevDirBusyError, EmbeddedUnavailableError, DomainError) as exc:
         _fail(str(exc))
     except ChildFailedError as exc:
         _fail(str(exc), status=EXIT_FAILURE)

@@ -1,4 +1,5 @@
-"""Connections a role holds for its lifetime: PostgreSQL pool, Redis client, Kafka admin client.
+"""Connections and services a role holds for its lifetime: PostgreSQL pool and event store,
+Redis client, Kafka admin client, and the authentication services built on them.
 
 Opened in an application's lifespan, never at import. Opening does not wait for the servers:
 a role starts even while a dependency is down, and /health says which one.
@@ -6,6 +7,7 @@ a role starts even while a dependency is down, and /health says which one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,8 +16,16 @@ import redis.asyncio as aioredis
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import AsyncConnectionPool
 
+from infrastructure.auth.api_keys import ApiKeyCache
+from infrastructure.auth.guard import AccessGate
+from infrastructure.auth.passwords import PasswordHasher
+from infrastructure.auth.revocation import RefreshTokens, Revocations
+from infrastructure.auth.tokens import TokenService
+from infrastructure.eventstore import catalog
+from infrastructure.eventstore.store import EventStore
 from infrastructure.kafka import admin_client
-from infrastructure.settings import Settings
+from infrastructure.settings import Settings, SettingsError
+from infrastructure.web.rate_limit import RateLimiter
 
 
 class MissingServerError(Exception):
@@ -28,6 +38,12 @@ class Resources:
     db: AsyncConnectionPool
     redis: aioredis.Redis
     kafka_admin: AdminClient
+    event_store: EventStore
+    hasher: PasswordHasher
+    tokens: TokenService
+    revocations: Revocations
+    refresh_tokens: RefreshTokens
+    gate: AccessGate
 
 
 def require_servers(settings: Settings) -> tuple[str, str, str]:
@@ -41,9 +57,19 @@ def require_servers(settings: Settings) -> tuple[str, str, str]:
     return settings.database_url.reveal(), settings.redis_url.reveal(), settings.kafka_bootstrap
 
 
+def require_signing_key(settings: Settings) -> None:
+    if settings.jwt_secret is None:
+        raise SettingsError(
+            "HERALD_JWT_SECRET",
+            "is not set; the API cannot issue or check tokens without it",
+            hint="generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'",
+        )
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     database_url, redis_url, bootstrap = require_servers(settings)
+    require_signing_key(settings)
     timeout_s = settings.health_timeout_ms / 1000
     pool = AsyncConnectionPool(
         database_url,
@@ -57,8 +83,26 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     client = aioredis.Redis.from_url(
         redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
     )
+    store = EventStore(database_url, catalog.codec(), pool_size=settings.db_pool_max_size)
+    tokens = TokenService(settings)
+    revocations = Revocations(client, settings.access_token_ttl_s)
+    gate = AccessGate(settings, tokens, revocations, ApiKeyCache(pool), RateLimiter(client))
+    await revocations.start()
     try:
-        yield Resources(settings, pool, client, admin_client(bootstrap))
+        yield Resources(
+            settings=settings,
+            db=pool,
+            redis=client,
+            kafka_admin=admin_client(bootstrap),
+            event_store=store,
+            hasher=PasswordHasher(settings.bcrypt_rounds),
+            tokens=tokens,
+            revocations=revocations,
+            refresh_tokens=RefreshTokens(client),
+            gate=gate,
+        )
     finally:
+        await revocations.stop()
+        await asyncio.to_thread(store.close)
         await client.aclose()
         await pool.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infrastructure.log import get_logger
-from infrastructure.resources import require_servers
+from infrastructure.resources import require_servers, require_signing_key
 from infrastructure.settings import Settings
 
 log = get_logger(__name__)
@@ -20,6 +20,7 @@ def serve_api(settings: Settings) -> None:
     from granian.constants import Interfaces  # noqa: PLC0415
 
     require_servers(settings)
+    require_signing_key(settings)
     log.info(
         "api listening",
         url=f"http://{settings.http_host}:{settings.http_port}",

@@ -17,7 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from dotenv import dotenv_values
 
+from infrastructure.web.rate_limit import parse_tiers
+
 PREFIX = "HERALD_"
+MIN_SECRET_BYTES = 32
 
 
 class Secret:
@@ -121,6 +124,72 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         int,
         _setting("How long /health waits for each dependency, in ms.", "1000", ge=50, le=30000),
     ] = 1000
+    jwt_secret: Annotated[
+        Secret | None,
+        _setting(
+            "Key that signs access and refresh tokens, at least 32 bytes. Unset in dev: "
+            "`herald dev` generates one and keeps it in HERALD_DEV_DIR.",
+            "change-me-to-a-long-random-string-of-32-bytes-or-more",
+        ),
+    ] = None
+    jwt_previous_secrets: Annotated[
+        Secret | None,
+        _setting(
+            "Comma-separated retired signing keys, still accepted for verification during a "
+            "rotation (tokens name their key by kid).",
+            "an-older-secret-that-was-also-32-bytes-long-or-more",
+        ),
+    ] = None
+    jwt_issuer: Annotated[
+        str, _setting("The iss claim Herald writes and requires.", "herald", min_length=1)
+    ] = "herald"
+    jwt_audience: Annotated[
+        str, _setting("The aud claim Herald writes and requires.", "herald-api", min_length=1)
+    ] = "herald-api"
+    access_token_ttl_s: Annotated[
+        int, _setting("Lifetime of an access token, in seconds.", "900", ge=60, le=86400)
+    ] = 900
+    refresh_token_ttl_s: Annotated[
+        int,
+        _setting("Lifetime of a refresh token, in seconds.", "1209600", ge=300, le=31536000),
+    ] = 1_209_600
+    bcrypt_rounds: Annotated[
+        int, _setting("bcrypt cost factor for password hashes.", "12", ge=12, le=16)
+    ] = 12
+    rate_limit_enabled: Annotated[
+        bool, _setting("Whether requests are rate limited at all.", "true")
+    ] = True
+    rate_limit_fail_open: Annotated[
+        bool,
+        _setting(
+            "When Redis cannot be reached: true lets requests through (and logs), false "
+            "answers 503.",
+            "true",
+        ),
+    ] = True
+    rate_limit_anonymous: Annotated[
+        str,
+        _setting("Limits per client IP for callers without credentials.", "3/1s,20/10s,100/1m"),
+    ] = "3/1s,20/10s,100/1m"
+    rate_limit_authenticated: Annotated[
+        str,
+        _setting("Limits per principal for authenticated callers.", "200/1s,2000/10s,20000/1m"),
+    ] = "200/1s,2000/10s,20000/1m"
+    rate_limit_login: Annotated[
+        str,
+        _setting("Limits on login attempts, counted per account and per client IP.", "5/1m,20/1h"),
+    ] = "5/1m,20/1h"
+    cors_origins: Annotated[
+        str,
+        _setting(
+            "Comma-separated origins allowed to call the API from a browser; empty: none.",
+            "https://admin.example.com",
+        ),
+    ] = ""
+    max_body_bytes: Annotated[
+        int,
+        _setting("Largest request body accepted, in bytes.", "16777216", ge=1024, le=268435456),
+    ] = 16 * 1024 * 1024
     dev_dir: Annotated[
         str,
         _setting(
@@ -135,6 +204,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"must not exceed HERALD_DB_POOL_MAX_SIZE ({self.db_pool_max_size})",
                 str(self.db_pool_max_size),
             )
+        for name in ("jwt_secret", "jwt_previous_secrets"):
+            secret = getattr(self, name)
+            too_short = secret is not None and any(
+                len(part.strip().encode()) < MIN_SECRET_BYTES for part in secret.reveal().split(",")
+            )
+            if too_short:
+                raise SettingsError(
+                    env_name(name), f"must be at least {MIN_SECRET_BYTES} bytes", example_of(name)
+                )
+        for tiers_name in ("rate_limit_anonymous", "rate_limit_authenticated", "rate_limit_login"):
+            try:
+                parse_tiers(getattr(self, tiers_name))
+            except ValueError as exc:
+                raise SettingsError(
+                    env_name(tiers_name), f"is invalid: {exc}", example_of(tiers_name)
+                ) from None
         for name, secret, pattern in (
             ("database_url", self.database_url, _POSTGRES_URL),
             ("redis_url", self.redis_url, _REDIS_URL),
@@ -154,6 +239,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def dev_path(self) -> Path:
         return Path(self.dev_dir).expanduser().resolve()
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
     def with_servers(self, *, database_url: str, redis_url: str, kafka_bootstrap: str) -> Settings:
         return msgspec.structs.replace(
             self,
@@ -169,7 +258,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if value is None:
                 continue
-            out[env_name(name)] = value.reveal() if isinstance(value, Secret) else str(value)
+            if isinstance(value, Secret):
+                out[env_name(name)] = value.reveal()
+            elif isinstance(value, bool):
+                out[env_name(name)] = "true" if value else "false"
+            else:
+                out[env_name(name)] = str(value)
         return out
 
 
@@ -212,6 +306,22 @@ def describe() -> list[tuple[str, str, str, Any]]:
         (env_name(name), _meta(name).description or "", example_of(name), defaults[name])
         for name in _FIELD_TYPES
     ]
+
+
+def env_example() -> str:
+    """The text of .env.example: every setting, its description, and its default or example."""
+    lines = [
+        "# Herald settings, read from the environment or from a .env file beside the command.",
+        "# Every variable is optional. Each line shows the default, or an example where there",
+        "# is none; copy this file to .env and uncomment what you change. The environment wins.",
+    ]
+    for variable, description, example, default in describe():
+        if isinstance(default, bool):
+            value = "true" if default else "false"
+        else:
+            value = example if default is None else str(default)
+        lines += ["", f"# {description}", f"# {variable}={value}"]
+    return "\n".join(lines) + "\n"
 
 
 def _dec_hook(type_: type, value: Any) -> Any:

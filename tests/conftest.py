@@ -20,11 +20,15 @@ from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Secret, Settings, load_settings
 
+TEST_SIGNING_KEY = "test-signing-key-" + "k" * 32
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings whose three server URLs answer, with migrations and topics applied."""
     configured = load_settings(env_file=None)
+    if configured.jwt_secret is None:
+        configured = msgspec.structs.replace(configured, jwt_secret=Secret(TEST_SIGNING_KEY))
     with Supervisor() as supervisor:
         settings = start_servers(configured, supervisor, tmp_path_factory.mktemp("stack"))
         prepare_servers(settings)
@@ -48,7 +52,15 @@ def fresh_database(stack: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_url(stack: Settings) -> Iterator[str]:
     """Base URL of a running `herald serve api` process against the stack."""
-    settings = msgspec.structs.replace(stack, http_port=free_port())
+    # One client IP runs the whole suite: limits generous enough not to get in its way.
+    # tests/e2e/test_rate_limits.py checks the limits themselves.
+    settings = msgspec.structs.replace(
+        stack,
+        http_port=free_port(),
+        rate_limit_anonymous="100000/1s",
+        rate_limit_authenticated="100000/1s",
+        rate_limit_login="100000/1s",
+    )
     with Supervisor() as supervisor:
         supervisor.start(role_spec("api", settings), ready_timeout=30)
         yield f"http://{settings.http_host}:{settings.http_port}"

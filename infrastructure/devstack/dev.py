@@ -8,6 +8,7 @@ table of URLs is printed. Ctrl-C or SIGTERM stops everything, roles first.
 from __future__ import annotations
 
 import fcntl
+import secrets
 import signal
 import socket
 import sys
@@ -19,11 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NoReturn
 
+import msgspec
+
 from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.servers import ProcessSpec
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import get_logger
-from infrastructure.settings import Settings, SettingsError, redact_url
+from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
 
@@ -65,6 +68,21 @@ def exclusive_dev_dir(data_dir: Path) -> Iterator[None]:
                 "choose another directory"
             ) from None
         yield
+
+
+def with_dev_signing_key(settings: Settings, data_dir: Path) -> Settings:
+    """Settings with a JWT signing key: the configured one, or one kept in the dev directory.
+
+    Keeping it on disk means tokens survive a restart of `herald dev`, as they would in
+    production, without anyone having to invent a secret first.
+    """
+    if settings.jwt_secret is not None:
+        return settings
+    path = data_dir / "jwt-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return msgspec.structs.replace(settings, jwt_secret=Secret(path.read_text().strip()))
 
 
 def role_spec(role: str, settings: Settings) -> ProcessSpec:
@@ -112,7 +130,7 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
         signal.signal(signal.SIGTERM, _raise_stop)
         supervisor = Supervisor()
         try:
-            full = start_servers(settings, supervisor, data_dir)
+            full = with_dev_signing_key(start_servers(settings, supervisor, data_dir), data_dir)
             prepare_servers(full)
             for role in DEV_ROLES:
                 supervisor.start(role_spec(role, full))

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, ControllerRouterHandler
 
+from commands.identity.http import ROUTES as IDENTITY_COMMANDS
+from infrastructure.auth.guard import POLICY, PUBLIC, add_rate_limit_headers, authorize
+from infrastructure.auth.http import TokenController
 from infrastructure.log import configure_logging
 from infrastructure.resources import Resources, open_resources
 from infrastructure.settings import Settings, load_settings
+from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
 from infrastructure.web.request_id import RequestIdMiddleware
+from read_api.identity.http import ROUTES as IDENTITY_QUERIES
+
+ROUTES: list[ControllerRouterHandler] = [
+    HealthController,
+    TokenController,
+    *IDENTITY_COMMANDS,
+    *IDENTITY_QUERIES,
+]
+REVOCATION_SYNC_WAIT_S = 2.0
 
 VERSION = "0.1.0"
 
@@ -34,19 +51,35 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            app.state.gate = resources.gate
+            # Serve only once the revocation denylist is mirrored, unless Redis is away;
+            # then /health says so and the feed catches up when it returns.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(resources.revocations.synced.wait(), REVOCATION_SYNC_WAIT_S)
             yield
 
+    origins = settings.cors_origin_list
     return Litestar(
-        route_handlers=[HealthController, *extra_handlers],
+        route_handlers=[*ROUTES, *extra_handlers],
         lifespan=[lifespan],
+        guards=[authorize],
+        before_send=[add_security_headers, add_rate_limit_headers],
         dependencies={"resources": Provide(_provide_resources, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(allow_origins=origins, allow_credentials=False) if origins else None,
+        request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Herald",
             version=VERSION,
             description="Event-sourced notification backend.",
-            path="/docs",
             render_plugins=[ScalarRenderPlugin()],
+            openapi_router=Router(path=DOCS_PREFIX, route_handlers=[], opt={POLICY: PUBLIC}),
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
         ),
         logging_config=None,  # infrastructure.log configures logging for the whole process
     )

@@ -17,6 +17,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from infrastructure.auth.guard import PROBE
 from infrastructure.resources import Resources
 
 
@@ -94,6 +95,7 @@ class HealthController(Controller):
     tags = ["health"]  # noqa: RUF012 - litestar reads it as a class attribute
 
     @get(
+        policy=PROBE,
         operation_id="getHealth",
         summary="Each dependency's status and latency; 503 names whatever is down.",
     )
@@ -102,6 +104,7 @@ class HealthController(Controller):
 
     @get(
         "/liveness",
+        policy=PROBE,
         operation_id="getLiveness",
         summary="200 while the process can serve requests at all.",
     )
@@ -110,6 +113,7 @@ class HealthController(Controller):
 
     @get(
         "/readiness",
+        policy=PROBE,
         operation_id="getReadiness",
         summary="200 when every dependency answers, so traffic may be routed here.",
     )

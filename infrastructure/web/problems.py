@@ -11,6 +11,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from domain.errors import ConflictError, DomainError, InvalidValueError, NotFoundError
+from infrastructure.eventstore.store import ConcurrencyError
 from infrastructure.log import get_logger
 
 log = get_logger(__name__)
@@ -82,6 +84,30 @@ def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> R
     return problem_response(request, status, detail, headers=exc.headers)
 
 
+def _on_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+    errors = [FieldError(exc.field, exc.reason)] if isinstance(exc, InvalidValueError) else None
+    if isinstance(exc, NotFoundError):
+        return problem_response(request, HTTPStatus.NOT_FOUND, str(exc))
+    if isinstance(exc, ConflictError):
+        return problem_response(request, HTTPStatus.CONFLICT, str(exc), errors=errors)
+    if isinstance(exc, InvalidValueError):
+        return problem_response(
+            request,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "The request has invalid fields.",
+            errors=errors,
+        )
+    return problem_response(request, HTTPStatus.CONFLICT, str(exc))
+
+
+def _on_concurrent_change(
+    request: Request[Any, Any, Any], exc: ConcurrencyError
+) -> Response[Problem]:
+    return problem_response(
+        request, HTTPStatus.CONFLICT, "The resource changed while the request ran; retry it."
+    )
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return problem_response(
@@ -93,6 +119,8 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _on_validation,
+    DomainError: _on_domain_error,
+    ConcurrencyError: _on_concurrent_change,
     HTTPException: _on_http_exception,
     Exception: _on_unexpected,
 }

@@ -7,6 +7,7 @@ from litestar import get, post
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
+from infrastructure.auth.guard import PUBLIC
 from infrastructure.devstack.servers import free_port
 from infrastructure.settings import Settings
 from infrastructure.web.app import create_app, with_request_id
@@ -18,12 +19,12 @@ class Greeting(msgspec.Struct, forbid_unknown_fields=True):
     times: int
 
 
-@get("/boom", sync_to_thread=False)
+@get("/boom", sync_to_thread=False, policy=PUBLIC)
 def boom() -> None:
     raise RuntimeError("secret internals: password=hunter2")
 
 
-@post("/greet", sync_to_thread=False)
+@post("/greet", sync_to_thread=False, policy=PUBLIC)
 def greet(data: JSONBody[Greeting]) -> dict[str, str]:
     return {"hello": data.name}
 

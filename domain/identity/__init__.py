@@ -1,0 +1,1 @@
+"""Identity: users, their roles and their credentials, as event-sourced aggregates."""

@@ -1,0 +1,2 @@
+"""The event store: msgspec-encoded domain events in the eventsourcing library's
+PostgreSQL tables."""

@@ -1,0 +1,16 @@
+"""Every event type Herald stores, and the names older versions were stored under."""
+
+from __future__ import annotations
+
+from domain.events import DomainEvent
+from domain.identity.api_key import API_KEY_EVENTS
+from domain.identity.user import USER_EVENTS
+from infrastructure.eventstore.codec import EventCodec
+
+EVENT_TYPES: tuple[type[DomainEvent], ...] = (*USER_EVENTS, *API_KEY_EVENTS)
+# A renamed event class keeps its old stored name here: {"OldName": NewClass}.
+ALIASES: dict[str, type[DomainEvent]] = {}
+
+
+def codec() -> EventCodec:
+    return EventCodec(EVENT_TYPES, ALIASES)

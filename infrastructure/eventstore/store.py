@@ -1,0 +1,111 @@
+"""Appends and loads event streams through the eventsourcing library's PostgreSQL recorder.
+
+The library gives the table layout, the table lock that keeps the global log gap-free for
+followers, and optimistic concurrency through the (stream, version) primary key. Herald
+adds the codec and one thing more: extra SQL statements that run in the same
+transaction as the append, so a read model that must never lag its events (the users
+table that enforces unique emails, for one) is written atomically with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.conninfo import conninfo_to_dict
+
+from domain.events import DomainEvent
+from infrastructure.eventstore.codec import EventCodec
+
+EVENTS_TABLE = "stored_events"
+_STREAM_KEY = "stored_events_pkey"
+
+Write = tuple[str, Sequence[Any]]
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the stream first; reload and decide again."""
+
+
+class ConstraintViolationError(Exception):
+    """A write made with the append broke a database constraint; nothing was recorded."""
+
+    def __init__(self, constraint: str) -> None:
+        self.constraint = constraint
+        super().__init__(f"constraint {constraint} refused the write")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    stream_id: UUID
+    version: int
+    event: DomainEvent
+
+
+class _Recorder(PostgresApplicationRecorder):
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        for statement, params in kwargs.get("writes", ()):
+            curs.execute(statement, params)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+
+def datastore_for(database_url: str, pool_size: int) -> PostgresDatastore:
+    params = conninfo_to_dict(database_url)
+    return PostgresDatastore(
+        dbname=str(params.get("dbname", "postgres")),
+        host=str(params.get("host", "127.0.0.1")),
+        port=str(params.get("port", 5432)),
+        user=str(params.get("user", "postgres")),
+        password=str(params.get("password", "")),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pre_ping=True,
+    )
+
+
+class EventStore:
+    def __init__(self, database_url: str, codec: EventCodec, pool_size: int = 4) -> None:
+        self.codec = codec
+        self._datastore = datastore_for(database_url, pool_size)
+        self._recorder = _Recorder(self._datastore, events_table_name=EVENTS_TABLE)
+
+    def append(
+        self,
+        stream_id: UUID,
+        expected_version: int,
+        events: Sequence[DomainEvent],
+        *,
+        writes: Sequence[Write] = (),
+    ) -> list[int]:
+        """Record `events` after version `expected_version`; return their global positions."""
+        stored = []
+        for offset, event in enumerate(events, start=1):
+            topic, state = self.codec.encode(event)
+            stored.append(StoredEvent(stream_id, expected_version + offset, topic, state))
+        try:
+            positions = self._recorder.insert_events(stored, writes=writes)
+        except IntegrityError as exc:
+            cause = exc.__cause__
+            constraint = cause.diag.constraint_name if isinstance(cause, psycopg.Error) else None
+            if constraint == _STREAM_KEY or constraint is None:
+                raise ConcurrencyError(f"stream {stream_id} moved past {expected_version}") from exc
+            raise ConstraintViolationError(constraint) from exc
+        return list(positions or [])
+
+    def load(self, stream_id: UUID) -> list[Recorded]:
+        return [
+            Recorded(
+                stream_id, stored.originator_version, self.codec.decode(stored.topic, stored.state)
+            )
+            for stored in self._recorder.select_events(stream_id)
+        ]
+
+    def close(self) -> None:
+        self._datastore.close()
