@@ -64,11 +64,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     # Imports are local so that each command loads only what it uses.
     from domain.errors import DomainError  # noqa: PLC0415
     from infrastructure.devstack import EmbeddedUnavailableError  # noqa: PLC0415
-    from infrastructure.devstack.dev import DevDirBusyError, run_dev  # noqa: PLC0415
+    from infrastructure.devstack.dev import (  # noqa: PLC0415
+        DevDirBusyError,
+        run_dev,
+        with_running_dev_stack,
+    )
     from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
     from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
     from infrastructure.resources import MissingServerError, require_servers  # noqa: PLC0415
 
+    if args.command in {"migrate", "topics", "users"}:
+        settings = with_running_dev_stack(settings)
     try:
         if args.command == "dev":
             run_dev(settings)

@@ -14,20 +14,29 @@ from infrastructure.settings import Settings
 log = get_logger(__name__)
 
 
+API_APP = "infrastructure.web.app:from_environment"
+
+
 def serve_api(settings: Settings) -> None:
     """The HTTP API: commands and queries, served by granian with HERALD_HTTP_WORKERS processes."""
-    from granian import Granian  # noqa: PLC0415 - only this role needs the server
+    serve_http(settings, API_APP)
+
+
+def serve_http(settings: Settings, target: str) -> None:
+    """Serve the ASGI app that factory `target` builds in each of HERALD_HTTP_WORKERS processes."""
+    from granian import Granian  # noqa: PLC0415 - only HTTP roles need the server
     from granian.constants import Interfaces  # noqa: PLC0415
 
     require_servers(settings)
     require_signing_key(settings)
     log.info(
-        "api listening",
+        "http listening",
+        app=target,
         url=f"http://{settings.http_host}:{settings.http_port}",
         workers=settings.http_workers,
     )
     Granian(
-        target="infrastructure.web.app:from_environment",
+        target=target,
         factory=True,
         address=settings.http_host,
         port=settings.http_port,

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from commands.identity.messages import (
+    ChangePassword,
+    DisableUser,
     GrantRole,
     IssueApiKey,
     RegisterUser,
@@ -158,6 +160,36 @@ def revoke_role(cmd: RevokeRole, *, store: EventStore) -> users.User:
         cmd.tenant_id,
         cmd.user_id,
         lambda user: users.revoke_role(user, cmd.role, by=cmd.revoked_by, at=_now()),
+    )
+
+
+class WrongPasswordError(InvalidValueError):
+    def __init__(self) -> None:
+        super().__init__("current_password", "is not the current password")
+
+
+def change_password(
+    cmd: ChangePassword, *, store: EventStore, hasher: PasswordHasher
+) -> users.User:
+    new_password = check_password(cmd.new_password)
+
+    def decide(user: users.User) -> list[DomainEvent]:
+        if not hasher.verify(cmd.current_password, user.password_hash):
+            raise WrongPasswordError
+        return users.change_password(user, hasher.hash(new_password), at=_now())
+
+    return _change_user(store, cmd.tenant_id, cmd.user_id, decide)
+
+
+def disable_user(cmd: DisableUser, *, store: EventStore) -> users.User:
+    reason = cmd.reason.strip()
+    if not 1 <= len(reason) <= 500:  # noqa: PLR2004
+        raise InvalidValueError("reason", "must be 1 to 500 characters")
+    return _change_user(
+        store,
+        cmd.tenant_id,
+        cmd.user_id,
+        lambda user: users.disable(user, by=cmd.disabled_by, reason=reason, at=_now()),
     )
 
 

@@ -14,11 +14,14 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, delete, post
 from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from commands.identity import handlers
 from commands.identity.messages import (
+    ChangePassword,
+    DisableUser,
     GrantRole,
     IssueApiKey,
     RegisterUser,
@@ -29,7 +32,7 @@ from domain.identity.api_key import ApiKey
 from domain.identity.roles import Role
 from domain.identity.user import User
 from infrastructure.auth.api_keys import CACHE_TTL_S
-from infrastructure.auth.guard import PUBLIC, allow, current_principal
+from infrastructure.auth.guard import ANY_ROLE, PUBLIC, allow, current_principal
 from infrastructure.resources import Resources
 
 
@@ -46,6 +49,15 @@ class RoleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ApiKeyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     role: Role
+
+
+class PasswordChangeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str
+
+
+class DisableRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: str
 
 
 class UserAccount(msgspec.Struct, frozen=True):
@@ -87,6 +99,63 @@ class RegistrationController(Controller):
         user = await asyncio.to_thread(
             handlers.register_user, command, store=resources.event_store, hasher=resources.hasher
         )
+        return _account(user)
+
+    @post(
+        "/password",
+        policy=ANY_ROLE,
+        status_code=HTTP_204_NO_CONTENT,
+        operation_id="changePassword",
+        summary="Change your password; every token of yours stops working, so log in again.",
+    )
+    async def change_password(
+        self,
+        data: JSONBody[PasswordChangeRequest],
+        request: Request[Any, Any, Any],
+        resources: NamedDependency[Resources],
+    ) -> None:
+        principal = current_principal(request)
+        if principal.kind != "user":
+            raise PermissionDeniedException("API keys have no password")
+        command = ChangePassword(
+            tenant_id=principal.tenant_id,
+            user_id=UUID(principal.subject),
+            current_password=data.current_password,
+            new_password=data.new_password,
+        )
+        await asyncio.to_thread(
+            handlers.change_password, command, store=resources.event_store, hasher=resources.hasher
+        )
+        await resources.revocations.revoke_user(principal.subject)
+
+
+class UserAdminController(Controller):
+    path = "/admin/users/{user_id:uuid}"
+    tags = ["admin"]  # noqa: RUF012
+
+    @post(
+        "/disable",
+        policy=allow(Role.ADMIN),
+        status_code=HTTP_200_OK,
+        operation_id="disableUser",
+        summary="Disable a user of your tenant; their tokens stop working at once.",
+    )
+    async def disable(
+        self,
+        user_id: FromPath[UUID],
+        data: JSONBody[DisableRequest],
+        request: Request[Any, Any, Any],
+        resources: NamedDependency[Resources],
+    ) -> UserAccount:
+        principal = current_principal(request)
+        command = DisableUser(
+            tenant_id=principal.tenant_id,
+            user_id=user_id,
+            reason=data.reason,
+            disabled_by=principal.subject,
+        )
+        user = await asyncio.to_thread(handlers.disable_user, command, store=resources.event_store)
+        await resources.revocations.revoke_user(str(user_id))
         return _account(user)
 
 
@@ -199,4 +268,9 @@ def _issued(key: ApiKey, presented: str) -> IssuedApiKey:
     return IssuedApiKey(key.id, key.tenant_id, key.name, key.role, presented)
 
 
-ROUTES = [RegistrationController, UserRolesController, ApiKeyCommandsController]
+ROUTES = [
+    RegistrationController,
+    UserAdminController,
+    UserRolesController,
+    ApiKeyCommandsController,
+]

@@ -42,3 +42,17 @@ class RevokeApiKey(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     key_id: UUID
     revoked_by: str
+
+
+class ChangePassword(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str
+    user_id: UUID
+    current_password: str
+    new_password: str
+
+
+class DisableUser(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str
+    user_id: UUID
+    reason: str
+    disabled_by: str

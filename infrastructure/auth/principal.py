@@ -16,7 +16,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["user", "api_key"]
     token_id: str | None = None  # the access token's jti
     family: str | None = None  # the refresh-token family the access token came from
-    issued_at: int | None = None  # unix time the access token was issued
+    issued_at: float | None = None  # unix time the access token was issued, to the ms
     expires_at: int | None = None  # unix time the access token expires
 
     def has_any(self, roles: frozenset[Role]) -> bool:

@@ -34,12 +34,12 @@ class Revocations:
         self._redis = client
         self._access_ttl_s = access_ttl_s
         self._tokens: dict[str, float] = {}  # jti -> when the entry can be forgotten
-        self._users: dict[str, tuple[int, float]] = {}  # user -> (revoked before, forget at)
+        self._users: dict[str, tuple[float, float]] = {}  # user -> (revoked up to, forget at)
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
 
     # -- checks, local only --------------------------------------------------------------
-    def is_revoked(self, jti: str | None, user_id: str, issued_at: int | None) -> bool:
+    def is_revoked(self, jti: str | None, user_id: str, issued_at: float | None) -> bool:
         now = time.time()
         if jti is not None:
             forget_at = self._tokens.get(jti)
@@ -67,14 +67,14 @@ class Revocations:
 
     async def revoke_user(self, user_id: str) -> None:
         """Deny every access token of `user_id` issued up to now."""
-        now = int(time.time())
+        now = round(time.time(), 3)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(_USER + user_id, now, ex=self._access_ttl_s + 60)
             pipe.publish(CHANNEL, f"user {user_id} {now}")
             await pipe.execute()
         self._remember_user(user_id, now)
 
-    def _remember_user(self, user_id: str, before: int) -> None:
+    def _remember_user(self, user_id: str, before: float) -> None:
         self._users[user_id] = (before, time.time() + self._access_ttl_s + 60)
 
     # -- mirroring -----------------------------------------------------------------------
@@ -110,14 +110,14 @@ class Revocations:
         async for key in self._redis.scan_iter(match=_USER + "*", count=1000):
             value = await self._redis.get(key)
             if value is not None:
-                self._remember_user(_suffix(key, _USER), int(value))
+                self._remember_user(_suffix(key, _USER), float(value))
 
     def _apply(self, data: Any) -> None:
         kind, subject, stamp = (data.decode() if isinstance(data, bytes) else str(data)).split()
         if kind == "jti":
             self._tokens[subject] = float(stamp)
         elif kind == "user":
-            self._remember_user(subject, int(stamp))
+            self._remember_user(subject, float(stamp))
 
 
 def _suffix(key: Any, prefix: str) -> str:

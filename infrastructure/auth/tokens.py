@@ -18,6 +18,7 @@ from infrastructure.settings import Settings
 ALGORITHMS = ["HS256"]  # the allow-list: anything else, "none" included, is refused
 _REQUIRED = ["iss", "aud", "exp", "iat", "nbf", "jti", "sub"]
 LEEWAY_S = 5
+VERIFIED_CACHE_SIZE = 10_000
 
 TokenKind = Literal["access", "refresh"]
 
@@ -54,6 +55,7 @@ class TokenService:
         self._audience = settings.jwt_audience
         self._access_ttl = settings.access_token_ttl_s
         self._refresh_ttl = settings.refresh_token_ttl_s
+        self._verified: dict[str, Principal] = {}
 
     @property
     def refresh_ttl_s(self) -> int:
@@ -68,14 +70,17 @@ class TokenService:
         family: str,
         roles: frozenset[Role] = frozenset(),
     ) -> IssuedToken:
-        now = int(time.time())
+        issued = time.time()
+        now = int(issued)
         ttl = self._access_ttl if kind == "access" else self._refresh_ttl
         jti = secrets.token_urlsafe(16)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": self._audience,
             "sub": subject,
-            "iat": now,
+            # Milliseconds, so that revoking a user's tokens "up to now" spares a token
+            # issued a moment later in the same second (a fresh login after a revocation).
+            "iat": round(issued, 3),
             "nbf": now,
             "exp": now + ttl,
             "jti": jti,
@@ -114,7 +119,24 @@ class TokenService:
         return claims
 
     def principal(self, token: str) -> Principal:
-        """Verify an access token; no I/O. Revocation is checked by the caller."""
+        """Verify an access token; no I/O. Revocation is checked by the caller.
+
+        A client sends the same token with every request for its whole life, so each
+        verified token is remembered, keyed by its full text (signature included), until
+        it expires: repeat requests skip the signature and claim checks.
+        """
+        cached = self._verified.get(token)
+        if cached is not None and cached.expires_at is not None:
+            if cached.expires_at + LEEWAY_S > time.time():
+                return cached
+            del self._verified[token]
+        principal = self._verify_access(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = principal
+        return principal
+
+    def _verify_access(self, token: str) -> Principal:
         claims = self.decode(token, "access")
         try:
             roles = frozenset(Role(r) for r in claims.get("roles", []))
@@ -127,6 +149,6 @@ class TokenService:
             kind="user",
             token_id=str(claims["jti"]),
             family=claims["fam"],
-            issued_at=int(claims["iat"]),
+            issued_at=float(claims["iat"]),
             expires_at=int(claims["exp"]),
         )

@@ -31,6 +31,7 @@ from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 log = get_logger(__name__)
 
 DEV_ROLES = ("api",)
+STACK_FILE = "stack.env"  # the running stack's server URLs, for other herald commands
 
 
 class StopRequestedError(Exception):
@@ -85,6 +86,46 @@ def with_dev_signing_key(settings: Settings, data_dir: Path) -> Settings:
     return msgspec.structs.replace(settings, jwt_secret=Secret(path.read_text().strip()))
 
 
+_SERVER_VARIABLES = ("HERALD_DATABASE_URL", "HERALD_REDIS_URL", "HERALD_KAFKA_BOOTSTRAP")
+
+
+def _write_stack_file(data_dir: Path, settings: Settings) -> None:
+    environ = settings.to_environ()
+    path = data_dir / STACK_FILE
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{name}={environ[name]}\n" for name in _SERVER_VARIABLES))
+
+
+def with_running_dev_stack(settings: Settings) -> Settings:
+    """Fill unset server URLs from a `herald dev` running on HERALD_DEV_DIR, if there is one.
+
+    This lets `herald migrate` or `herald users create-admin` in a second terminal reach
+    the servers `herald dev` started, without copying their URLs by hand.
+    """
+    path = settings.dev_path / STACK_FILE
+    if settings.database_url and settings.redis_url and settings.kafka_bootstrap:
+        return settings
+    if not path.is_file() or not _dev_dir_in_use(settings.dev_path):
+        return settings
+    found = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return msgspec.structs.replace(
+        settings,
+        database_url=settings.database_url or Secret(found["HERALD_DATABASE_URL"]),
+        redis_url=settings.redis_url or Secret(found["HERALD_REDIS_URL"]),
+        kafka_bootstrap=settings.kafka_bootstrap or found["HERALD_KAFKA_BOOTSTRAP"],
+    )
+
+
+def _dev_dir_in_use(data_dir: Path) -> bool:
+    with (data_dir / "dev.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 def role_spec(role: str, settings: Settings) -> ProcessSpec:
     ready = lambda: True  # noqa: E731
     if role == "api":
@@ -134,6 +175,7 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
             prepare_servers(full)
             for role in DEV_ROLES:
                 supervisor.start(role_spec(role, full))
+            _write_stack_file(data_dir, full)
             print(url_table(full, data_dir), file=out, flush=True)
             while True:
                 supervisor.check()
@@ -141,6 +183,7 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
         except StopRequestedError as stop:
             log.info("stopping", signal=str(stop))
         finally:
+            (data_dir / STACK_FILE).unlink(missing_ok=True)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             supervisor.stop_all()

@@ -186,3 +186,27 @@ def test_admin_user_list_pages_without_gaps_or_repeats(
     bad = httpx.get(f"{api_url}/admin/users", params={"cursor": "nonsense"}, headers=admin.headers)
     assert bad.status_code == 422
     assert "cursor" in bad.text
+
+
+def test_a_disabled_user_is_locked_out_at_once(api_url: str, account: AccountFactory) -> None:
+    admin = account(Role.ADMIN)
+    member = account(Role.SENDER, tenant=admin.tenant)
+    disabled = httpx.post(
+        f"{api_url}/admin/users/{member.user_id}/disable",
+        json={"reason": "left the company"},
+        headers=admin.headers,
+    )
+    assert disabled.status_code == 200
+    assert disabled.json()["status"] == "disabled"
+    assert httpx.get(f"{api_url}/auth/me", headers=member.headers).status_code == 401
+    refresh = httpx.post(f"{api_url}/auth/refresh", json={"refresh_token": member.refresh_token})
+    assert refresh.status_code == 401
+    relogin = httpx.post(
+        f"{api_url}/auth/login",
+        json={
+            "tenant": member.tenant,
+            "email": member.email,
+            "password": "correct horse battery staple",
+        },
+    )
+    assert relogin.status_code == 401

@@ -59,9 +59,10 @@ def _is_tansu(process: psutil.Process) -> bool:
 
 
 class DevProcess:
-    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, process: subprocess.Popen[str], port: int, dev_dir: Path) -> None:
         self.process = process
         self.url = f"http://127.0.0.1:{port}"
+        self.dev_dir = dev_dir
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -87,7 +88,7 @@ def dev(tmp_path: Path) -> Iterator[DevProcess]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    dev = DevProcess(process, port)
+    dev = DevProcess(process, port, tmp_path / "dev")
     yield dev
     if process.poll() is None:
         process.kill()
@@ -108,6 +109,23 @@ def test_dev_serves_health_kills_redis_and_stops_cleanly(dev: DevProcess) -> Non
     names = {p.name() for p in children}
     assert names >= SERVER_NAMES
     assert any(_is_tansu(p) for p in children)
+
+    # A second terminal reaches the running stack without copying its URLs.
+    admin = subprocess.run(
+        _herald("users", "create-admin", "--email", "ops@example.com", "--tenant", "acme"),
+        input="a-long-enough-password\n",
+        env=_environment(HERALD_DEV_DIR=str(dev.dev_dir), PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert admin.returncode == 0, admin.stderr
+    login = httpx.post(
+        f"{dev.url}/auth/login",
+        json={"tenant": "acme", "email": "ops@example.com", "password": "a-long-enough-password"},
+    )
+    assert login.status_code == 200
 
     redis = next(p for p in children if p.name() == "redis-server")
     redis.kill()
@@ -149,7 +167,7 @@ def test_dev_uses_configured_servers_and_starts_none(stack: Settings, tmp_path: 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    dev = DevProcess(process, port)
+    dev = DevProcess(process, port, tmp_path / "dev")
     try:
         _wait_for_health(f"{dev.url}/health", timeout=60)
         children = dev.descendants()

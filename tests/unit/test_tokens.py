@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import pytest
 
@@ -33,7 +35,7 @@ def test_an_access_token_round_trips_to_a_principal() -> None:
     assert principal.roles == frozenset({Role.SENDER})
     assert principal.expires_at is not None
     assert principal.issued_at is not None
-    assert principal.expires_at - principal.issued_at == 900
+    assert principal.expires_at - int(principal.issued_at) == 900
 
 
 def test_tokens_signed_with_a_retired_key_verify_during_rotation() -> None:
@@ -61,3 +63,15 @@ def test_a_refresh_token_is_not_an_access_token() -> None:
 def test_signing_keys_shorter_than_32_bytes_are_refused_at_start(variable: str) -> None:
     with pytest.raises(SettingsError, match=f"{variable} must be at least 32 bytes"):
         load_settings(environ={variable: "too-short"}, env_file=None)
+
+
+def test_a_remembered_token_is_still_refused_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("infrastructure.auth.tokens.LEEWAY_S", 0)
+    settings = load_settings(environ={"HERALD_JWT_SECRET": NEW}, env_file=None)
+    service = TokenService(msgspec.structs.replace(settings, access_token_ttl_s=1))
+    token = _issue(service)
+    principal = service.principal(token)
+    assert service.principal(token) is principal  # served from the verified-token cache
+    time.sleep(1.1)
+    with pytest.raises(InvalidTokenError):
+        service.principal(token)

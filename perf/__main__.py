@@ -1,0 +1,32 @@
+"""`python -m perf SCENARIO [--quick]`: run one benchmark; its last output line is JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from perf import auth
+from perf.harness import BenchmarkError, emit
+
+SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "auth": auth.run,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
+    args = parser.parse_args()
+    try:
+        result = SCENARIOS[args.scenario](args.quick)
+    except BenchmarkError as exc:
+        print(f"perf: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""What every benchmark needs: servers (embedded unless configured), an HTTP process, wrk,
+and the one-JSON-object last line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from infrastructure.devstack import prepare_servers, start_servers
+from infrastructure.devstack.dev import with_dev_signing_key
+from infrastructure.devstack.servers import ProcessSpec, free_port
+from infrastructure.devstack.supervisor import Supervisor
+from infrastructure.log import configure_logging
+from infrastructure.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BenchmarkError(Exception):
+    """A benchmark cannot run here; the message says what is missing."""
+
+
+@contextmanager
+def servers() -> Iterator[Settings]:
+    """Settings with answering servers: the configured ones, or embedded ones started here."""
+    configured = load_settings(env_file=None)
+    configure_logging(msgspec.structs.replace(configured, log_level="warning"))
+    with tempfile.TemporaryDirectory(prefix="herald-perf-") as scratch, Supervisor() as supervisor:
+        data_dir = Path(scratch)
+        settings = with_dev_signing_key(start_servers(configured, supervisor, data_dir), data_dir)
+        prepare_servers(settings)
+        yield settings
+
+
+@contextmanager
+def http_process(settings: Settings, target: str, workers: int = 2) -> Iterator[str]:
+    """Serve app factory `target` with granian; yields its base URL."""
+    port = free_port()
+    served = msgspec.structs.replace(
+        settings, http_port=port, http_workers=workers, log_level="warning"
+    )
+    url = f"http://127.0.0.1:{port}"
+    spec = ProcessSpec(
+        name="http",
+        argv=[sys.executable, "-m", "perf.serve", target],
+        env={**served.to_environ(), "PYTHONPATH": str(ROOT)},
+        ready=lambda: _answers(f"{url}/health/liveness"),
+    )
+    with Supervisor() as supervisor:
+        supervisor.start(spec, ready_timeout=30)
+        yield url
+
+
+def _answers(url: str) -> bool:
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int = 64,
+    headers: dict[str, str] | None = None,
+    rate: int | None = None,
+) -> Load:
+    """Drive `url` with wrk (Debian package `wrk`) and parse its report."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise BenchmarkError("wrk is needed for HTTP benchmarks: apt-get install wrk")
+    argv = [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    if rate is not None:
+        raise BenchmarkError("fixed-rate load needs wrk2, which Debian does not ship")
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out))
+    non_2xx = int(_find(r"Non-2xx or 3xx responses:\s+(\d+)", out, "0"))
+    return Load(rps, _latency(out, "50%"), _latency(out, "99%"), non_2xx)
+
+
+def _find(pattern: str, text: str, default: str | None = None) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        if default is not None:
+            return default
+        raise BenchmarkError(f"unexpected wrk output: {text[-400:]}")
+    return match.group(1)
+
+
+def _latency(out: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    if match is None:
+        raise BenchmarkError(f"no {percentile} latency in wrk output")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2)], 3)
+
+
+def median_load(runs: list[Load]) -> Load:
+    return Load(
+        requests_per_s=round(statistics.median(r.requests_per_s for r in runs), 1),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        non_2xx=sum(r.non_2xx for r in runs),
+    )
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the result as the last line: one JSON object."""
+    print(json.dumps(result, sort_keys=True), flush=True)

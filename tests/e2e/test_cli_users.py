@@ -1,0 +1,74 @@
+"""`herald users create-admin` and the start-up checks of `herald serve api`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+
+from infrastructure.settings import Settings
+from tests.e2e.conftest import PASSWORD, login
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _herald(
+    stack: Settings, *args: str, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    environ.update(stack.to_environ())
+    environ.update(env, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "infrastructure.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environ,
+    )
+
+
+def test_create_admin_reads_the_password_from_stdin_and_the_admin_can_log_in(
+    stack: Settings, api_url: str
+) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    result = _herald(
+        stack, "users", "create-admin", "--email", email, "--tenant", tenant, stdin=PASSWORD + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    tokens = login(api_url, tenant, email).json()
+    me = httpx.get(
+        f"{api_url}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.json()["user"]["roles"] == ["admin"]
+
+    again = _herald(
+        stack, "users", "create-admin", "--email", email, "--tenant", tenant, stdin=PASSWORD + "\n"
+    )
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        "herald: email: is already registered in this tenant"
+    ]
+
+
+def test_create_admin_refuses_a_weak_password_in_one_line(stack: Settings) -> None:
+    result = _herald(stack, "users", "create-admin", "--email", "a@example.com", stdin="short\n")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "herald: password: must be at least 12 characters"
+    ]
+
+
+def test_serve_api_without_a_signing_key_exits_2_naming_it(stack: Settings) -> None:
+    result = _herald(stack, "serve", "api", HERALD_JWT_SECRET="")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("herald: HERALD_JWT_SECRET is not set")

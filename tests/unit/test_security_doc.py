@@ -1,0 +1,19 @@
+"""docs/security.md's route table is the live route table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infrastructure.auth.policy_table import markdown_table
+from infrastructure.settings import load_settings
+from infrastructure.web.app import create_app
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+
+
+def test_the_documented_policy_table_matches_the_routes() -> None:
+    text = DOC.read_text()
+    documented = text.split("<!-- policy-table:start -->\n", 1)[1].split(
+        "<!-- policy-table:end -->"
+    )[0]
+    assert documented == markdown_table(create_app(load_settings(environ={}, env_file=None)))
