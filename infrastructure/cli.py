@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("role", choices=sorted(ROLES), help="the role to run")
     sub.add_parser("migrate", help="apply pending SQL migrations to HERALD_DATABASE_URL")
     sub.add_parser("topics", help="create missing Kafka topics on HERALD_KAFKA_BOOTSTRAP")
+    relay = sub.add_parser("relay", help="manage the outbox relay's position")
+    relay_sub = relay.add_subparsers(dest="relay_command", required=True, parser_class=_Parser)
+    reset = relay_sub.add_parser(
+        "reset", help="publish again from POSITION (exclusive), e.g. after a broker lost data"
+    )
+    reset.add_argument("--from", dest="position", type=int, required=True, metavar="POSITION")
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -73,7 +79,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
     from infrastructure.resources import MissingServerError, require_servers  # noqa: PLC0415
 
-    if args.command in {"migrate", "topics", "users"}:
+    if args.command in {"migrate", "topics", "users", "relay"}:
         settings = with_running_dev_stack(settings)
     try:
         if args.command == "dev":
@@ -84,6 +90,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             database_url, _, _ = require_servers(settings)
             applied = migrate(database_url)
             print(f"{len(applied)} migration(s) applied")
+        elif args.command == "relay":
+            from infrastructure.relay import reset_position  # noqa: PLC0415
+
+            if args.position < 0:
+                _fail(f"--from {args.position}: a position is 0 or more")
+            database_url, _, _ = require_servers(settings)
+            reset_position(database_url, args.position)
+            print(f"the relay will publish again from position {args.position}")
         elif args.command == "users":
             from infrastructure.admin_users import create_admin  # noqa: PLC0415
 

@@ -22,7 +22,9 @@ from infrastructure.auth.passwords import PasswordHasher
 from infrastructure.auth.revocation import RefreshTokens, Revocations
 from infrastructure.auth.tokens import TokenService
 from infrastructure.eventstore import catalog
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
+from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.kafka import admin_client
 from infrastructure.settings import Settings, SettingsError
 from infrastructure.web.rate_limit import RateLimiter
@@ -39,6 +41,8 @@ class Resources:
     redis: aioredis.Redis
     kafka_admin: AdminClient
     event_store: EventStore
+    writer: GroupCommitWriter
+    codec: EventCodec
     hasher: PasswordHasher
     tokens: TokenService
     revocations: Revocations
@@ -83,7 +87,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     client = aioredis.Redis.from_url(
         redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
     )
-    store = EventStore(database_url, catalog.codec(), pool_size=settings.db_pool_max_size)
+    codec = catalog.codec()
+    store = EventStore(database_url, codec, pool_size=settings.db_pool_max_size)
+    writer = GroupCommitWriter(database_url, codec)
+    await writer.start()
     tokens = TokenService(settings)
     revocations = Revocations(client, settings.access_token_ttl_s)
     gate = AccessGate(settings, tokens, revocations, ApiKeyCache(pool), RateLimiter(client))
@@ -95,6 +102,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             redis=client,
             kafka_admin=admin_client(bootstrap),
             event_store=store,
+            writer=writer,
+            codec=codec,
             hasher=PasswordHasher(settings.bcrypt_rounds),
             tokens=tokens,
             revocations=revocations,
@@ -103,6 +112,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
     finally:
         await revocations.stop()
+        await writer.stop()
         await asyncio.to_thread(store.close)
         await client.aclose()
         await pool.close()

@@ -5,6 +5,8 @@ Later roles (relay, projector, dispatcher, scheduler) register here as they arri
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 
 from infrastructure.log import get_logger
@@ -48,6 +50,24 @@ def serve_http(settings: Settings, target: str) -> None:
     ).serve()
 
 
+def serve_relay(settings: Settings) -> None:
+    """The outbox relay: event store to Kafka, until SIGTERM or SIGINT."""
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from infrastructure.relay import Relay  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 ROLES: dict[str, Callable[[Settings], None]] = {
     "api": serve_api,
+    "relay": serve_relay,
 }

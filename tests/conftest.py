@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import psycopg
@@ -44,7 +45,7 @@ def fresh_database(stack: Settings) -> Iterator[str]:
     with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield make_conninfo(server, dbname=name)
+            yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

@@ -8,6 +8,9 @@ from litestar.routes import HTTPRoute
 from domain.identity.roles import Role
 from infrastructure.auth.guard import POLICY, PROBE, Policy
 
+START = "<!-- policy-table:start -->\n"
+END = "<!-- policy-table:end -->"
+
 
 def policy_rows(app: Litestar) -> list[tuple[str, str, str]]:
     rows = []
@@ -37,3 +40,21 @@ def markdown_table(app: Litestar) -> str:
     lines = ["| method | path | who may call |", "|---|---|---|"]
     lines += [f"| {m} | `{p}` | {who} |" for m, p, who in policy_rows(app)]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_doc(path: str = "docs/security.md") -> None:
+    """Refresh the table between the policy-table markers of `path`."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from infrastructure.settings import load_settings  # noqa: PLC0415
+    from infrastructure.web.app import create_app  # noqa: PLC0415
+
+    doc = Path(path)
+    head, rest = doc.read_text().split(START, 1)
+    _, tail = rest.split(END, 1)
+    table = markdown_table(create_app(load_settings(environ={}, env_file=None)))
+    doc.write_text(f"{head}{START}{table}{END}{tail}")
+
+
+if __name__ == "__main__":
+    rewrite_doc()

@@ -30,7 +30,7 @@ from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
 
-DEV_ROLES = ("api",)
+DEV_ROLES = ("api", "relay")
 STACK_FILE = "stack.env"  # the running stack's server URLs, for other herald commands
 
 

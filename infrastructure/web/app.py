@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
+from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
 from infrastructure.auth.guard import POLICY, PUBLIC, add_rate_limit_headers, authorize
 from infrastructure.auth.http import TokenController
 from infrastructure.log import configure_logging
@@ -32,6 +33,7 @@ ROUTES: list[ControllerRouterHandler] = [
     HealthController,
     TokenController,
     *IDENTITY_COMMANDS,
+    *NOTIFICATION_COMMANDS,
     *IDENTITY_QUERIES,
 ]
 REVOCATION_SYNC_WAIT_S = 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -57,12 +58,19 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             name = str(item.get("key") or item.get("source") or "body")
-            errors.append(FieldError(name=name, reason=str(item.get("message", exc.detail))))
+            reason = str(item.get("message", exc.detail))
+            unknown = _UNKNOWN_FIELD.search(reason)
+            if unknown and name == "data":  # litestar names the whole body; name the field
+                name = unknown.group(1)
+            errors.append(FieldError(name=name, reason=reason.replace("`", "")))
     return errors
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infrastructure.auth.policy_table import markdown_table
+from infrastructure.auth.policy_table import END, START, markdown_table
 from infrastructure.settings import load_settings
 from infrastructure.web.app import create_app
 
@@ -13,7 +13,6 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 def test_the_documented_policy_table_matches_the_routes() -> None:
     text = DOC.read_text()
-    documented = text.split("<!-- policy-table:start -->\n", 1)[1].split(
-        "<!-- policy-table:end -->"
-    )[0]
-    assert documented == markdown_table(create_app(load_settings(environ={}, env_file=None)))
+    documented = text.split(START, 1)[1].split(END)[0]
+    expected = markdown_table(create_app(load_settings(environ={}, env_file=None)))
+    assert documented == expected, "refresh it: python -m infrastructure.auth.policy_table"

@@ -1,0 +1,1 @@
+"""Notifications: what was asked to be sent, to whom, and everything that happened since."""

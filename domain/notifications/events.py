@@ -1,0 +1,112 @@
+"""What can happen to a notification, as events.
+
+Each carries its tenant and correlation so the relay can publish Kafka headers without
+reading anything else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from domain.events import DomainEvent
+from domain.notifications.values import Channel, Content, Priority
+
+
+class NotificationEvent(DomainEvent, frozen=True, kw_only=True):
+    tenant_id: str
+    correlation_id: str | None = None
+    traceparent: str | None = None  # W3C trace context of the request that caused it
+
+
+class NotificationRequested(NotificationEvent, frozen=True, kw_only=True):
+    channel: Channel
+    recipient: str
+    content: Content
+    priority: Priority
+    requested_by: str  # principal id
+    send_at: datetime | None = None
+    fallback: tuple[Channel, ...] = ()
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+class NotificationScheduled(NotificationEvent, frozen=True, kw_only=True):
+    send_at: datetime
+
+
+class DispatchStarted(NotificationEvent, frozen=True, kw_only=True):
+    attempt: int
+    channel: Channel
+    provider: str
+
+
+class NotificationSent(NotificationEvent, frozen=True, kw_only=True):
+    attempt: int
+    provider: str
+    provider_message_id: str
+
+
+class NotificationDelivered(NotificationEvent, frozen=True, kw_only=True):
+    provider_event_id: str | None = None
+
+
+class NotificationOpened(NotificationEvent, frozen=True, kw_only=True):
+    provider_event_id: str | None = None
+
+
+class NotificationBounced(NotificationEvent, frozen=True, kw_only=True):
+    reason: str
+    provider_event_id: str | None = None
+
+
+class DeliveryFailed(NotificationEvent, frozen=True, kw_only=True):
+    attempt: int
+    reason: str
+    permanent: bool  # the provider says retrying cannot help (bad address, blocked, ...)
+
+
+class RetryScheduled(NotificationEvent, frozen=True, kw_only=True):
+    attempt: int  # the attempt that will run next
+    retry_at: datetime
+
+
+class ChannelFallenBack(NotificationEvent, frozen=True, kw_only=True):
+    from_channel: Channel
+    to_channel: Channel
+
+
+class NotificationDeadLettered(NotificationEvent, frozen=True, kw_only=True):
+    reason: str
+
+
+class RetryRequested(NotificationEvent, frozen=True, kw_only=True):
+    requested_by: str  # an operator re-queueing a failed or dead-lettered notification
+
+
+class NotificationCancelled(NotificationEvent, frozen=True, kw_only=True):
+    cancelled_by: str
+    reason: str | None = None
+
+
+class NotificationErased(NotificationEvent, frozen=True, kw_only=True):
+    erased_by: str
+
+
+NOTIFICATION_EVENTS: tuple[type[DomainEvent], ...] = (
+    NotificationRequested,
+    NotificationScheduled,
+    DispatchStarted,
+    NotificationSent,
+    NotificationDelivered,
+    NotificationOpened,
+    NotificationBounced,
+    DeliveryFailed,
+    RetryScheduled,
+    ChannelFallenBack,
+    NotificationDeadLettered,
+    RetryRequested,
+    NotificationCancelled,
+    NotificationErased,
+)

@@ -1,0 +1,453 @@
+"""The Notification aggregate: one message to one recipient, from request to its last word.
+
+`TRANSITIONS` says in which statuses each event may happen; `evolve` enforces it, so a
+corrupted stream fails to replay and every decision function is checked by the same table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from domain.errors import ConflictError, InvalidValueError, NotFoundError
+from domain.events import DomainEvent
+from domain.notifications.events import (
+    ChannelFallenBack,
+    DeliveryFailed,
+    DispatchStarted,
+    NotificationBounced,
+    NotificationCancelled,
+    NotificationDeadLettered,
+    NotificationDelivered,
+    NotificationErased,
+    NotificationEvent,
+    NotificationOpened,
+    NotificationRequested,
+    NotificationScheduled,
+    NotificationSent,
+    RetryRequested,
+    RetryScheduled,
+)
+from domain.notifications.values import (
+    SEND_AT_TOLERANCE,
+    Channel,
+    Content,
+    Priority,
+    check_content,
+    check_fallback,
+    check_idempotency_key,
+    check_metadata,
+    check_recipient,
+    check_send_at,
+)
+
+
+class Status(enum.StrEnum):
+    REQUESTED = "requested"
+    SCHEDULED = "scheduled"
+    DISPATCHING = "dispatching"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+    ERASED = "erased"
+
+
+class IllegalTransitionError(ConflictError):
+    """An event cannot happen to a notification in its current status."""
+
+
+_S = Status
+TRANSITIONS: dict[type[NotificationEvent], frozenset[Status]] = {
+    NotificationScheduled: frozenset({_S.REQUESTED}),
+    DispatchStarted: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RETRY_SCHEDULED}),
+    NotificationSent: frozenset({_S.DISPATCHING}),
+    # A provider may accept a message and report its failure later.
+    DeliveryFailed: frozenset({_S.DISPATCHING, _S.SENT}),
+    NotificationDelivered: frozenset({_S.SENT}),
+    NotificationOpened: frozenset({_S.SENT, _S.DELIVERED}),
+    NotificationBounced: frozenset({_S.SENT, _S.DELIVERED}),
+    RetryScheduled: frozenset({_S.FAILED}),
+    ChannelFallenBack: frozenset({_S.FAILED, _S.BOUNCED}),
+    NotificationDeadLettered: frozenset({_S.FAILED, _S.BOUNCED}),
+    RetryRequested: frozenset({_S.FAILED, _S.DEAD_LETTERED}),
+    NotificationCancelled: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RETRY_SCHEDULED}),
+    NotificationErased: frozenset(set(Status) - {_S.ERASED}),
+}
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    tenant_id: str
+    channel: Channel  # the channel now in use; a fallback hop changes it
+    recipient: str
+    priority: Priority
+    status: Status
+    attempt: int = 0  # dispatch attempts started on the current channel
+    fallback: tuple[Channel, ...] = ()  # channels still left to fall back to, in order
+    send_at: datetime | None = None
+    retry_at: datetime | None = None
+    provider: str | None = None  # who the current attempt went to
+    last_error: str | None = None
+    last_failure_permanent: bool = False
+    provider_message_id: str | None = None
+    correlation_id: str | None = None
+    version: int = 0  # how many events the stream holds
+    erased: bool = False
+
+
+def _refusal(n: Notification, event: NotificationEvent, why: str = "") -> IllegalTransitionError:
+    message = f"cannot apply {type(event).__name__} to a notification that is {n.status}"
+    return IllegalTransitionError(f"{message}: {why}" if why else message)
+
+
+def _check(n: Notification, event: NotificationEvent) -> None:
+    """Raise unless `event` may happen to `n` now: its status, then what the event claims."""
+    allowed = TRANSITIONS.get(type(event))
+    if allowed is None:
+        raise TypeError(f"not a notification event: {type(event).__name__}")
+    if n.status not in allowed:
+        raise _refusal(n, event)
+    why = ""
+    match event:
+        case DispatchStarted() if (event.attempt, event.channel) != (n.attempt + 1, n.channel):
+            why = f"it is attempt {event.attempt} on {event.channel}"
+        case NotificationSent() | DeliveryFailed() if event.attempt != n.attempt:
+            why = f"it reports attempt {event.attempt}, not {n.attempt}"
+        case RetryScheduled() if n.last_failure_permanent:
+            why = "the last failure was permanent"
+        case RetryScheduled() if event.attempt != n.attempt + 1:
+            why = f"it schedules attempt {event.attempt}, not {n.attempt + 1}"
+        case ChannelFallenBack() if not n.fallback:
+            why = "no fallback channel is left"
+        case ChannelFallenBack() if (event.from_channel, event.to_channel) != (
+            n.channel,
+            n.fallback[0],
+        ):
+            why = f"it falls back from {event.from_channel} to {event.to_channel}"
+    if why:
+        raise _refusal(n, event, why)
+
+
+def evolve(n: Notification | None, event: DomainEvent, notification_id: UUID) -> Notification:
+    if isinstance(event, NotificationRequested):
+        if n is not None:
+            raise _refusal(n, event)
+        return Notification(
+            id=notification_id,
+            tenant_id=event.tenant_id,
+            channel=event.channel,
+            recipient=event.recipient,
+            priority=event.priority,
+            status=Status.REQUESTED,
+            fallback=event.fallback,
+            send_at=event.send_at,
+            correlation_id=event.correlation_id,
+            version=1,
+        )
+    if not isinstance(event, NotificationEvent):
+        raise TypeError(f"not a notification event: {type(event).__name__}")
+    if n is None:
+        raise ValueError(f"{type(event).__name__} cannot start a notification's stream")
+    _check(n, event)
+    return _apply(n, event, n.version + 1)
+
+
+def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state machine it is
+    n: Notification, event: NotificationEvent, version: int
+) -> Notification:
+    replace = msgspec.structs.replace
+    match event:
+        case NotificationScheduled():
+            return replace(n, status=Status.SCHEDULED, send_at=event.send_at, version=version)
+        case DispatchStarted():
+            return replace(
+                n,
+                status=Status.DISPATCHING,
+                attempt=event.attempt,
+                provider=event.provider,
+                retry_at=None,
+                version=version,
+            )
+        case NotificationSent():
+            return replace(
+                n,
+                status=Status.SENT,
+                provider_message_id=event.provider_message_id,
+                version=version,
+            )
+        case DeliveryFailed():
+            return replace(
+                n,
+                status=Status.FAILED,
+                last_error=event.reason,
+                last_failure_permanent=event.permanent,
+                version=version,
+            )
+        case NotificationDelivered():
+            return replace(n, status=Status.DELIVERED, version=version)
+        case NotificationOpened():
+            return replace(n, status=Status.OPENED, version=version)
+        case NotificationBounced():
+            return replace(n, status=Status.BOUNCED, last_error=event.reason, version=version)
+        case RetryScheduled():
+            return replace(
+                n, status=Status.RETRY_SCHEDULED, retry_at=event.retry_at, version=version
+            )
+        case ChannelFallenBack():
+            # A new channel starts its own count of attempts with a new provider.
+            return replace(
+                n,
+                status=Status.REQUESTED,
+                channel=event.to_channel,
+                fallback=n.fallback[1:],
+                attempt=0,
+                provider=None,
+                provider_message_id=None,
+                last_failure_permanent=False,
+                version=version,
+            )
+        case NotificationDeadLettered():
+            return replace(n, status=Status.DEAD_LETTERED, last_error=event.reason, version=version)
+        case RetryRequested():
+            return replace(
+                n, status=Status.REQUESTED, last_failure_permanent=False, version=version
+            )
+        case NotificationCancelled():
+            return replace(n, status=Status.CANCELLED, version=version)
+        case NotificationErased():
+            # Provider error text often quotes the address, so it goes with the recipient.
+            return replace(
+                n,
+                status=Status.ERASED,
+                recipient="",
+                last_error=None,
+                erased=True,
+                version=version,
+            )
+    raise TypeError(f"not a notification event: {type(event).__name__}")
+
+
+def replay(notification_id: UUID, events: Iterable[DomainEvent]) -> Notification:
+    n: Notification | None = None
+    for event in events:
+        n = evolve(n, event, notification_id)
+    if n is None:
+        raise NotFoundError(f"notification {notification_id} does not exist")
+    return n
+
+
+def _decided(n: Notification, event: NotificationEvent) -> list[NotificationEvent]:
+    _check(n, event)
+    return [event]
+
+
+def request(
+    *,
+    tenant_id: str,
+    channel: Channel,
+    recipient: str,
+    content: Content,
+    priority: Priority,
+    send_at: datetime | None,
+    fallback: tuple[Channel, ...],
+    metadata: dict[str, str],
+    idempotency_key: str | None,
+    requested_by: str,
+    correlation_id: str | None,
+    at: datetime,
+    traceparent: str | None = None,
+) -> list[NotificationEvent]:
+    # Checked in the order a request lists its fields, so the first error is the first field.
+    recipient = check_recipient(channel, recipient)
+    content = check_content(channel, content)
+    send_at = check_send_at(send_at, at)
+    fallback = check_fallback(channel, tuple(fallback))
+    metadata = check_metadata(metadata)
+    idempotency_key = check_idempotency_key(idempotency_key)
+    requested = NotificationRequested(
+        at=at,
+        tenant_id=tenant_id,
+        correlation_id=correlation_id,
+        traceparent=traceparent,
+        channel=channel,
+        recipient=recipient,
+        content=content,
+        priority=priority,
+        requested_by=requested_by,
+        send_at=send_at,
+        fallback=fallback,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    if send_at is None or send_at <= at + SEND_AT_TOLERANCE:
+        return [requested]
+    scheduled = NotificationScheduled(
+        at=at,
+        tenant_id=tenant_id,
+        correlation_id=correlation_id,
+        traceparent=traceparent,
+        send_at=send_at,
+    )
+    return [requested, scheduled]
+
+
+def start_dispatch(n: Notification, *, provider: str, at: datetime) -> list[NotificationEvent]:
+    due = n.retry_at if n.status is Status.RETRY_SCHEDULED else n.send_at
+    event = DispatchStarted(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        attempt=n.attempt + 1,
+        channel=n.channel,
+        provider=provider,
+    )
+    if due is not None and at < due - SEND_AT_TOLERANCE:
+        raise _refusal(n, event, f"it is not due until {due.isoformat()}")
+    return _decided(n, event)
+
+
+def record_sent(
+    n: Notification, *, provider_message_id: str, at: datetime
+) -> list[NotificationEvent]:
+    return _decided(
+        n,
+        NotificationSent(
+            at=at,
+            tenant_id=n.tenant_id,
+            correlation_id=n.correlation_id,
+            attempt=n.attempt,
+            provider=n.provider or "",
+            provider_message_id=provider_message_id,
+        ),
+    )
+
+
+def record_failure(
+    n: Notification, *, reason: str, permanent: bool, at: datetime
+) -> list[NotificationEvent]:
+    event = DeliveryFailed(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        attempt=n.attempt,
+        reason=reason,
+        permanent=permanent,
+    )
+    return _decided(n, event)
+
+
+def schedule_retry(n: Notification, *, retry_at: datetime, at: datetime) -> list[NotificationEvent]:
+    if retry_at.tzinfo is None or retry_at.utcoffset() is None:
+        raise InvalidValueError("retry_at", "must include a timezone offset")
+    if retry_at < at:
+        raise InvalidValueError("retry_at", "is in the past")
+    event = RetryScheduled(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        attempt=n.attempt + 1,
+        retry_at=retry_at,
+    )
+    return _decided(n, event)
+
+
+def fall_back(n: Notification, *, at: datetime) -> list[NotificationEvent]:
+    # With no fallback left the event cannot even be built; refuse in evolve's words.
+    to_channel = n.fallback[0] if n.fallback else n.channel
+    event = ChannelFallenBack(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        from_channel=n.channel,
+        to_channel=to_channel,
+    )
+    return _decided(n, event)
+
+
+def dead_letter(n: Notification, *, reason: str, at: datetime) -> list[NotificationEvent]:
+    event = NotificationDeadLettered(
+        at=at, tenant_id=n.tenant_id, correlation_id=n.correlation_id, reason=reason
+    )
+    return _decided(n, event)
+
+
+def record_delivered(
+    n: Notification, *, at: datetime, provider_event_id: str | None = None
+) -> list[NotificationEvent]:
+    # Providers repeat and reorder their reports: what is already known records nothing.
+    if n.status in {Status.DELIVERED, Status.OPENED}:
+        return []
+    event = NotificationDelivered(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        provider_event_id=provider_event_id,
+    )
+    return _decided(n, event)
+
+
+def record_opened(
+    n: Notification, *, at: datetime, provider_event_id: str | None = None
+) -> list[NotificationEvent]:
+    if n.status is Status.OPENED:
+        return []
+    event = NotificationOpened(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        provider_event_id=provider_event_id,
+    )
+    return _decided(n, event)
+
+
+def record_bounced(
+    n: Notification, *, reason: str, at: datetime, provider_event_id: str | None = None
+) -> list[NotificationEvent]:
+    event = NotificationBounced(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        reason=reason,
+        provider_event_id=provider_event_id,
+    )
+    return _decided(n, event)
+
+
+def request_retry(n: Notification, *, by: str, at: datetime) -> list[NotificationEvent]:
+    event = RetryRequested(
+        at=at, tenant_id=n.tenant_id, correlation_id=n.correlation_id, requested_by=by
+    )
+    return _decided(n, event)
+
+
+def cancel(
+    n: Notification, *, by: str, reason: str | None, at: datetime
+) -> list[NotificationEvent]:
+    if n.status is Status.CANCELLED:
+        return []
+    event = NotificationCancelled(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        cancelled_by=by,
+        reason=reason,
+    )
+    return _decided(n, event)
+
+
+def erase(n: Notification, *, by: str, at: datetime) -> list[NotificationEvent]:
+    if n.erased:
+        return []
+    event = NotificationErased(
+        at=at, tenant_id=n.tenant_id, correlation_id=n.correlation_id, erased_by=by
+    )
+    return _decided(n, event)

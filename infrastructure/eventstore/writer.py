@@ -1,0 +1,259 @@
+"""Group commit: concurrent appends share one transaction, written with binary COPY.
+
+Each API process runs one writer task with its own connection. Callers queue a unit (the
+events of one command, or of a whole batch request) and await its positions. The writer
+takes whatever is queued, up to `max_units`, waiting at most `linger` for company, and
+commits it in one transaction under the same table lock the eventsourcing library's
+recorder takes, so followers of the global log never skip a position. A success means the
+events are committed. If the shared transaction fails, the units are written again one by
+one under savepoints, so a failing command fails alone and its neighbours still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from domain.events import DomainEvent
+from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.store import (
+    EVENTS_TABLE,
+    ConcurrencyError,
+    ConstraintViolationError,
+)
+from infrastructure.log import get_logger
+
+log = get_logger(__name__)
+
+_STREAM_KEY = "stored_events_pkey"
+_IDEMPOTENCY_KEY = "idempotency_keys_pkey"
+_COPY = sql.SQL(
+    "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+).format(sql.Identifier(EVENTS_TABLE))
+_LOCK = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(EVENTS_TABLE))
+_LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notification_id'))").format(
+    sql.Literal(EVENTS_TABLE)
+)
+_NOTIFY = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
+_REMEMBER = (
+    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status_code, response)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+
+Row = tuple[UUID, int, str, bytes]
+
+
+class StoreUnavailableError(Exception):
+    """The event store could not be reached; nothing of the unit was recorded."""
+
+
+class IdempotencyKeyTakenError(Exception):
+    """Another request with the same idempotency key committed first."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """Remember a command's response under its key, in the command's own transaction."""
+
+    tenant_id: str
+    key: str
+    request_hash: bytes
+    status_code: int
+    response: Callable[[list[int]], bytes]  # built from the positions the events got
+
+
+@dataclass(frozen=True)
+class StreamAppend:
+    stream_id: UUID
+    expected_version: int
+    events: Sequence[DomainEvent]
+
+
+@dataclass
+class _Unit:
+    rows: list[Row]
+    idempotency: Idempotency | None
+    done: asyncio.Future[list[int]] = field(repr=False)
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        database_url: str,
+        codec: EventCodec,
+        *,
+        max_units: int = 512,
+        linger_s: float = 0.002,
+    ) -> None:
+        self._url = database_url
+        self._codec = codec
+        self._max_units = max_units
+        self._linger_s = linger_s
+        self._queue: asyncio.Queue[_Unit] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def append(
+        self, appends: Sequence[StreamAppend], idempotency: Idempotency | None = None
+    ) -> list[int]:
+        """Commit all `appends` together (all or nothing); returns their events' positions."""
+        rows: list[Row] = []
+        for append in appends:
+            for offset, event in enumerate(append.events, start=1):
+                topic, state = self._codec.encode(event)
+                rows.append((append.stream_id, append.expected_version + offset, topic, state))
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Unit(rows, idempotency, done))
+        return await done
+
+    async def _run(self) -> None:
+        while True:
+            units = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self._linger_s
+            while len(units) < self._max_units:
+                if self._queue.empty():
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        units.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    units.append(self._queue.get_nowait())
+            await self._commit(units)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._url)
+        return self._conn
+
+    async def _commit(self, units: list[_Unit]) -> None:
+        try:
+            conn = await self._connection()
+            try:
+                positions = await self._commit_together(conn, units)
+            except psycopg.IntegrityError:
+                await self._commit_one_by_one(conn, units)
+                return
+        except psycopg.OperationalError as exc:
+            log.warning("event store unavailable", error=str(exc))
+            self._conn = None
+            for unit in units:
+                _fail(unit, StoreUnavailableError("the event store is unavailable"))
+            return
+        except Exception as exc:  # the writer must outlive any one batch
+            log.exception("group commit failed")
+            for unit in units:
+                _fail(unit, exc)
+            return
+        start = 0
+        for unit in units:
+            _resolve(unit, positions[start : start + len(unit.rows)])
+            start += len(unit.rows)
+
+    async def _commit_together(
+        self, conn: psycopg.AsyncConnection[Any], units: list[_Unit]
+    ) -> list[int]:
+        async with conn.transaction():
+            await conn.execute(_LOCK)
+            positions = await self._copy(conn, [row for u in units for row in u.rows])
+            start = 0
+            for unit in units:
+                await self._remember(conn, unit, positions[start : start + len(unit.rows)])
+                start += len(unit.rows)
+            await conn.execute(_NOTIFY)
+        return positions
+
+    async def _commit_one_by_one(
+        self, conn: psycopg.AsyncConnection[Any], units: list[_Unit]
+    ) -> None:
+        outcomes: list[tuple[_Unit, list[int] | Exception]] = []
+        async with conn.transaction():
+            await conn.execute(_LOCK)
+            for unit in units:
+                try:
+                    async with conn.transaction():  # a savepoint
+                        positions = await self._copy(conn, unit.rows)
+                        await self._remember(conn, unit, positions)
+                    outcomes.append((unit, positions))
+                except psycopg.IntegrityError as exc:
+                    outcomes.append((unit, _integrity_error(exc)))
+            await conn.execute(_NOTIFY)
+        for unit, outcome in outcomes:
+            if isinstance(outcome, Exception):
+                _fail(unit, outcome)
+            else:
+                _resolve(unit, outcome)
+
+    @staticmethod
+    async def _copy(conn: psycopg.AsyncConnection[Any], rows: list[Row]) -> list[int]:
+        if not rows:
+            return []
+        async with conn.cursor() as cursor:
+            async with cursor.copy(_COPY) as copy:
+                copy.set_types(["uuid", "int8", "text", "bytea"])
+                for row in rows:
+                    await copy.write_row(row)
+            await cursor.execute(_LAST_POSITION)
+            fetched = await cursor.fetchone()
+        if fetched is None:
+            raise RuntimeError("the sequence returned no value")
+        # The table lock admits one inserter at a time, so this transaction's rows took
+        # consecutive values of the sequence, in COPY order.
+        last = int(fetched[0])
+        return list(range(last - len(rows) + 1, last + 1))
+
+    @staticmethod
+    async def _remember(
+        conn: psycopg.AsyncConnection[Any], unit: _Unit, positions: list[int]
+    ) -> None:
+        record = unit.idempotency
+        if record is not None:
+            await conn.execute(
+                _REMEMBER,
+                (
+                    record.tenant_id,
+                    record.key,
+                    record.request_hash,
+                    record.status_code,
+                    record.response(positions),
+                ),
+            )
+
+
+def _integrity_error(exc: psycopg.IntegrityError) -> Exception:
+    constraint = exc.diag.constraint_name
+    if constraint == _STREAM_KEY:
+        return ConcurrencyError("the stream moved on; reload and decide again")
+    if constraint == _IDEMPOTENCY_KEY:
+        return IdempotencyKeyTakenError("the idempotency key was used concurrently")
+    return ConstraintViolationError(constraint or "unknown")
+
+
+def _resolve(unit: _Unit, positions: list[int]) -> None:
+    if not unit.done.done():
+        unit.done.set_result(positions)
+
+
+def _fail(unit: _Unit, exc: Exception) -> None:
+    if not unit.done.done():
+        unit.done.set_exception(exc)

@@ -1,0 +1,263 @@
+"""The outbox relay: follows the event store's global log and publishes to Kafka, in order.
+
+Every notification event goes to `herald.notifications.v1`, keyed by notification id so one
+notification's events stay in one partition, in order. The relay stores its position in
+PostgreSQL only after the broker acknowledged everything up to it, so a crash repeats at
+most the unacknowledged tail: delivery is at least once, and the position header is the
+key consumers deduplicate by.
+
+The embedded broker keeps nothing across restarts. The relay notices (the topic is gone,
+or its newest message carries an older position than the relay's own) and publishes again
+from what the broker still has. `herald relay reset --from POSITION` does it by hand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.kafka import NOTIFICATIONS_TOPIC, admin_client, ensure_topics, topic_layout
+from infrastructure.log import get_logger
+from infrastructure.settings import Settings
+
+log = get_logger(__name__)
+
+TRACKING_NAME = "relay"
+BATCH = 5000
+IDLE_WAIT_S = 0.5
+FLUSH_TIMEOUT_S = 10.0
+_SELECT = (
+    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
+    f" FROM {EVENTS_TABLE} WHERE notification_id > %s"
+    " AND split_part(topic, '@', 1) = ANY(%s) ORDER BY notification_id LIMIT %s"
+)
+_SAVE = (
+    "INSERT INTO tracking (application_name, notification_id) VALUES (%s, %s)"
+    " ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id"
+)
+
+
+class DeliveryFailedError(Exception):
+    """The broker did not acknowledge every message of a batch."""
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,  # no duplicates from the producer's own retries
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+        "log_level": 3,
+        # Give up on a message after this long, so an unreachable broker surfaces as a
+        # failed batch the relay can handle, instead of an endless wait.
+        "message.timeout.ms": 8000,
+    }
+
+
+def stored_position(conn: psycopg.Connection[Any]) -> int:
+    """The relay's position; creates its row at 0 the first time."""
+    conn.execute(
+        "INSERT INTO tracking (application_name, notification_id) VALUES (%s, 0)"
+        " ON CONFLICT (application_name) DO NOTHING",
+        (TRACKING_NAME,),
+    )
+    row = conn.execute(
+        "SELECT notification_id FROM tracking WHERE application_name = %s", (TRACKING_NAME,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def save_position(conn: psycopg.Connection[Any], position: int) -> None:
+    conn.execute(_SAVE, (TRACKING_NAME, position))
+
+
+def advance(conn: psycopg.Connection[Any], old: int, new: int) -> bool:
+    """Move the stored position from `old` to `new`; False if it was not `old` any more."""
+    cursor = conn.execute(
+        "UPDATE tracking SET notification_id = %s"
+        " WHERE application_name = %s AND notification_id = %s",
+        (new, TRACKING_NAME, old),
+    )
+    return cursor.rowcount == 1
+
+
+def broker_position(bootstrap: str, topic: str = NOTIFICATIONS_TOPIC) -> int | None:
+    """The highest position header on the broker's topic; 0 when empty, None when missing."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "herald-relay-probe", "log_level": 3}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return None
+        newest = 0
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, high - 1)])
+            message = consumer.poll(10)
+            if message is not None and message.error() is None:
+                newest = max(newest, header_position(message))
+        return newest
+    finally:
+        consumer.close()
+
+
+def header_position(message: Message) -> int:
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
+        if name == "position" and value is not None:
+            return int(value)
+    return 0
+
+
+@dataclass
+class _Delivery:
+    failed: int = 0
+    error: str | None = None
+
+    def __call__(self, err: KafkaError | None, _message: Message) -> None:
+        if err is not None:
+            self.failed += 1
+            self.error = str(err)
+
+
+class Relay:
+    def __init__(self, settings: Settings, codec: EventCodec, event_names: Sequence[str]) -> None:
+        if settings.database_url is None or settings.kafka_bootstrap is None:
+            raise ValueError("the relay needs HERALD_DATABASE_URL and HERALD_KAFKA_BOOTSTRAP")
+        self._database_url = settings.database_url.reveal()
+        self._bootstrap = settings.kafka_bootstrap
+        self._partitions = settings.kafka_partitions
+        self._codec = codec
+        self._names = list(event_names)
+        self.published = 0
+
+    def run(self, stop: threading.Event) -> None:
+        producer = Producer(producer_config(self._bootstrap))
+        with psycopg.connect(self._database_url, autocommit=True) as conn:
+            position = self._reconcile(conn)
+            conn.execute(f"LISTEN {EVENTS_TABLE}")
+            log.info("relay following the log", position=position)
+            while not stop.is_set():
+                rows = conn.execute(_SELECT, (position, self._names, BATCH)).fetchall()
+                if not rows:
+                    self._wait_for_events(conn, stop)
+                    continue
+                try:
+                    self._publish(producer, rows)
+                except DeliveryFailedError as exc:
+                    log.warning("publishing failed; checking the broker", error=str(exc))
+                    # An idempotent producer's sequence state belongs to the broker it
+                    # talked to; a broker that lost its data refuses it. Start afresh.
+                    producer.purge()
+                    producer = Producer(producer_config(self._bootstrap))
+                    time.sleep(1.0)
+                    position = self._reconcile(conn)
+                    continue
+                self.published += len(rows)
+                if advance(conn, position, int(rows[-1][0])):
+                    position = int(rows[-1][0])
+                else:  # someone ran `herald relay reset` meanwhile: follow it
+                    position = stored_position(conn)
+                    log.warning("relay position was reset", position=position)
+        producer.flush(10)
+
+    def _publish(self, producer: Producer, rows: list[tuple[Any, ...]]) -> None:
+        delivery = _Delivery()
+        decode = self._codec.decode
+        for position, stream_id, version, topic, state in rows:
+            event: Any = decode(topic, state)
+            name, _, schema = topic.partition("@")
+            headers = [
+                ("event_type", name),
+                ("schema_version", schema),
+                ("position", str(position)),
+                ("event_id", f"{stream_id}:{version}"),
+                ("tenant", event.tenant_id),
+            ]
+            if event.correlation_id:
+                headers.append(("correlation_id", event.correlation_id))
+            if event.traceparent:
+                headers.append(("traceparent", event.traceparent))
+            while True:
+                try:
+                    producer.produce(
+                        NOTIFICATIONS_TOPIC,
+                        value=bytes(state),
+                        key=str(stream_id if isinstance(stream_id, UUID) else UUID(stream_id)),
+                        headers=headers,
+                        on_delivery=delivery,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)  # the local queue is full: let deliveries drain
+        remaining = producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or delivery.failed:
+            raise DeliveryFailedError(delivery.error or f"{remaining} messages unacknowledged")
+
+    def _wait_for_events(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
+        # Writers NOTIFY on commit; the timeout covers a missed notification and lets the
+        # loop see `stop`.
+        for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
+            pass
+        if stop.is_set():
+            return
+
+    def _check_partitions(self) -> None:
+        # A broker may create a topic by itself when a producer names it, with its own
+        # default partition count. Keys still map to one partition each, so order holds,
+        # but consumer groups scale out less than configured: say so.
+        found = _partition_count(self._bootstrap, NOTIFICATIONS_TOPIC)
+        if found != self._partitions:
+            log.warning(
+                "the notification topic has an unexpected partition count",
+                topic=NOTIFICATIONS_TOPIC,
+                partitions=found,
+                configured=self._partitions,
+            )
+
+    def _reconcile(self, conn: psycopg.Connection[Any]) -> int:
+        """The position to continue from, lowered to what the broker still holds."""
+        position = stored_position(conn)
+        while True:
+            try:
+                ensure_topics(self._bootstrap, topic_layout(self._partitions))
+                on_broker = broker_position(self._bootstrap)
+                break
+            except KafkaException as exc:
+                log.warning("broker unavailable; retrying", error=str(exc))
+                time.sleep(1.0)
+        self._check_partitions()
+        if on_broker is not None and on_broker < position:
+            log.warning(
+                "the broker lost published events; publishing them again",
+                relay_position=position,
+                broker_position=on_broker,
+            )
+            position = on_broker
+            save_position(conn, position)
+        return position
+
+
+def _partition_count(bootstrap: str, topic: str) -> int:
+    metadata = admin_client(bootstrap).list_topics(topic, timeout=10).topics.get(topic)
+    return len(metadata.partitions) if metadata is not None else 0
+
+
+def reset_position(database_url: str, position: int) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        save_position(conn, position)
