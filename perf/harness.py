@@ -91,18 +91,39 @@ def wrk(
     seconds: int,
     connections: int = 64,
     headers: dict[str, str] | None = None,
-    rate: int | None = None,
+    post: bytes | None = None,
+    pause_ms: float | None = None,
 ) -> Load:
-    """Drive `url` with wrk (Debian package `wrk`) and parse its report."""
+    """Drive `url` with wrk (Debian package `wrk`) and parse its report.
+
+    `post` sends that JSON body with POST. `pause_ms` makes each connection wait that long
+    after each answer, which caps the rate near connections * 1000 / (pause + latency):
+    wrk has no fixed-rate mode, and wrk2 is not packaged.
+    """
     binary = shutil.which("wrk")
     if binary is None:
         raise BenchmarkError("wrk is needed for HTTP benchmarks: apt-get install wrk")
     argv = [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
-    if rate is not None:
-        raise BenchmarkError("fixed-rate load needs wrk2, which Debian does not ship")
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as scratch:
+        if post is not None or pause_ms is not None:
+            script = Path(scratch) / "load.lua"
+            lines = []
+            if post is not None:
+                (Path(scratch) / "body.json").write_bytes(post)
+                lines += [
+                    'wrk.method = "POST"',
+                    'wrk.headers["Content-Type"] = "application/json"',
+                    f'local f = io.open("{scratch}/body.json", "rb")',
+                    "wrk.body = f:read('*a')",
+                    "f:close()",
+                ]
+            if pause_ms is not None:
+                lines.append(f"function delay() return {pause_ms} end")
+            script.write_text("\n".join(lines) + "\n")
+            argv += ["-s", str(script)]
+        out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     rps = float(_find(r"Requests/sec:\s+([\d.]+)", out))
     non_2xx = int(_find(r"Non-2xx or 3xx responses:\s+(\d+)", out, "0"))
     return Load(rps, _latency(out, "50%"), _latency(out, "99%"), non_2xx)

@@ -127,19 +127,17 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         while True:
             units = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + self._linger_s
-            while len(units) < self._max_units:
-                if self._queue.empty():
-                    remaining = deadline - asyncio.get_running_loop().time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        units.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
-                else:
-                    units.append(self._queue.get_nowait())
+            self._drain(units)
+            if len(units) < self._max_units and self._linger_s > 0:
+                # Under load, the previous commit's duration already gathered company;
+                # when it did not, wait once, briefly, for more.
+                await asyncio.sleep(self._linger_s)
+                self._drain(units)
             await self._commit(units)
+
+    def _drain(self, units: list[_Unit]) -> None:
+        while len(units) < self._max_units and not self._queue.empty():
+            units.append(self._queue.get_nowait())
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

@@ -1,0 +1,171 @@
+"""`python -m perf ingest`: notifications per second accepted through POST /notifications/batch,
+1,000 per request, against a raw binary COPY of the same rows into a bare table, same run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+
+from commands.notifications import handlers
+from commands.notifications.http import BatchRequest, _command
+from domain.identity.roles import Role
+from infrastructure.auth.principal import Principal
+from infrastructure.auth.tokens import TokenService
+from infrastructure.eventstore import catalog
+from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.settings import Settings
+from perf.harness import http_process, machine, servers
+
+PER_REQUEST = 1000
+IN_FLIGHT = 4
+COPY_ROWS_PER_TRANSACTION = 5000
+_BATCH = msgspec.json.Decoder(BatchRequest)
+TARGETS = {"notifications_per_s": 50_000, "ratio": 0.7}
+
+
+def _batch(offset: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "channel": "email",
+            "recipient": f"user{offset + i}@example.com",
+            "subject": "Your weekly digest",
+            "body": "Three things happened this week. Here they are, briefly.",
+            "metadata": {"campaign": "digest"},
+        }
+        for i in range(PER_REQUEST)
+    ]
+
+
+async def _post_all(url: str, token: str, bodies: list[bytes]) -> float:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    queue = list(bodies)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+
+        async def worker() -> None:
+            while queue:
+                response = await client.post(
+                    "/notifications/batch", content=queue.pop(), headers=headers
+                )
+                if response.status_code != 202:
+                    raise RuntimeError(f"batch refused: {response.status_code} {response.text}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        return time.perf_counter() - started
+
+
+def _prepare(body: bytes) -> tuple[list[StreamAppend], list[tuple[uuid.UUID, int, str, bytes]]]:
+    """What the API does with a batch before writing: decode, validate, decide, encode."""
+    codec = catalog.codec()
+    principal = Principal(
+        subject="perf", tenant_id="perf", roles=frozenset({Role.SENDER}), kind="user"
+    )
+    requests = _BATCH.decode(body).notifications
+    plan = handlers.plan_batch([_command(r, principal, None, None) for r in requests])
+    rows = []
+    for append in plan.appends:
+        for version, event in enumerate(append.events, start=1):
+            topic, state = codec.encode(event)
+            rows.append((append.stream_id, version, topic, state))
+    return plan.appends, rows
+
+
+def _raw_copy(database_url: str, rows: list[tuple[uuid.UUID, int, str, bytes]]) -> float:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS perf_raw_copy (originator_id uuid, originator_version"
+            " bigint, topic text, state bytea)"
+        )
+        conn.execute("TRUNCATE perf_raw_copy")
+        conn.commit()
+        started = time.perf_counter()
+        for start in range(0, len(rows), COPY_ROWS_PER_TRANSACTION):
+            with (
+                conn.cursor() as cursor,
+                cursor.copy("COPY perf_raw_copy FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(["uuid", "int8", "text", "bytea"])
+                for row in rows[start : start + COPY_ROWS_PER_TRANSACTION]:
+                    copy.write_row(row)
+            conn.commit()
+        return time.perf_counter() - started
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is None:
+        raise ValueError("no database")
+    return settings.database_url.reveal()
+
+
+def _through_writer(database_url: str, appends: list[StreamAppend]) -> float:
+    """The same notifications through the group-commit writer, a batch's worth per unit."""
+
+    async def go() -> float:
+        writer = GroupCommitWriter(database_url, catalog.codec())
+        await writer.start()
+        started = time.perf_counter()
+        for start in range(0, len(appends), PER_REQUEST):
+            await writer.append(appends[start : start + PER_REQUEST])
+        elapsed = time.perf_counter() - started
+        await writer.stop()
+        return elapsed
+
+    return asyncio.run(go())
+
+
+def run(quick: bool) -> dict[str, Any]:
+    requests = 20 if quick else 100
+    batches = [_batch(i * PER_REQUEST) for i in range(requests)]
+    bodies = [msgspec.json.encode({"notifications": b}) for b in batches]
+    with servers() as settings:
+        bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
+        token = (
+            TokenService(bench)
+            .issue(
+                "access",
+                subject=str(uuid.uuid4()),
+                tenant_id="bench",
+                family="bench",
+                roles=frozenset({Role.SENDER}),
+            )
+            .token
+        )
+        with http_process(bench, "infrastructure.web.app:from_environment") as url:
+            asyncio.run(_post_all(url, token, bodies[:2]))  # warm up
+            elapsed = asyncio.run(_post_all(url, token, bodies))
+        database_url = _database_url(bench)
+        started = time.perf_counter()
+        prepared = [_prepare(body) for body in bodies]
+        prepare_elapsed = time.perf_counter() - started
+        appends = [a for batch_appends, _ in prepared for a in batch_appends]
+        rows = [r for _, batch_rows in prepared for r in batch_rows]
+        store_elapsed = _through_writer(database_url, appends)
+        copy_elapsed = _raw_copy(database_url, rows)
+    accepted = requests * PER_REQUEST
+    rate = accepted / elapsed
+    copy_rate = len(rows) / copy_elapsed
+    return {
+        "scenario": "ingest",
+        "value": round(rate, 1),
+        "unit": "notifications/s",
+        "baseline": round(copy_rate, 1),
+        "ratio": round(rate / copy_rate, 3),
+        "notifications": accepted,
+        "per_request": PER_REQUEST,
+        # Where the time goes, each part measured alone in this process:
+        "breakdown_us_per_notification": {
+            "decode_validate_encode": round(prepare_elapsed / accepted * 1e6, 2),
+            "group_commit_writer": round(store_elapsed / len(rows) * 1e6, 2),
+            "raw_copy_bare_table": round(copy_elapsed / len(rows) * 1e6, 2),
+            "http_end_to_end": round(elapsed / accepted * 1e6, 2),
+        },
+        "in_flight": IN_FLIGHT,
+        "targets": TARGETS,
+        "machine": machine(),
+    }
