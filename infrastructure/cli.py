@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
         "reset", help="publish again from POSITION (exclusive), e.g. after a broker lost data"
     )
     reset.add_argument("--from", dest="position", type=int, required=True, metavar="POSITION")
+    status = relay_sub.add_parser(
+        "status", help="the relay's position, the head of the log and the lag between them"
+    )
+    status.add_argument(
+        "--max-lag",
+        type=int,
+        default=None,
+        metavar="EVENTS",
+        help="exit 1 when more than EVENTS positions are waiting (for health checks)",
+    )
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -91,13 +101,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             applied = migrate(database_url)
             print(f"{len(applied)} migration(s) applied")
         elif args.command == "relay":
-            from infrastructure.relay import reset_position  # noqa: PLC0415
-
-            if args.position < 0:
-                _fail(f"--from {args.position}: a position is 0 or more")
-            database_url, _, _ = require_servers(settings)
-            reset_position(database_url, args.position)
-            print(f"the relay will publish again from position {args.position}")
+            _relay_command(args, settings)
         elif args.command == "users":
             from infrastructure.admin_users import create_admin  # noqa: PLC0415
 
@@ -118,6 +122,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         _fail(str(exc))
     except ChildFailedError as exc:
         _fail(str(exc), status=EXIT_FAILURE)
+
+
+def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.relay import lag, reset_position  # noqa: PLC0415
+    from infrastructure.resources import require_servers  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    if args.relay_command == "reset":
+        if args.position < 0:
+            _fail(f"--from {args.position}: a position is 0 or more")
+        reset_position(database_url, args.position)
+        print(f"the relay will publish again from position {args.position}")
+        return
+    position, head = lag(database_url)
+    print(f"relay position {position}, head of the log {head}, lag {head - position}")
+    if args.max_lag is not None and head - position > args.max_lag:
+        raise SystemExit(EXIT_FAILURE)
 
 
 def main() -> None:

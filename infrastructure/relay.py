@@ -282,6 +282,14 @@ def _partition_count(bootstrap: str, topic: str) -> int:
     return len(metadata.partitions) if metadata is not None else 0
 
 
+def lag(database_url: str) -> tuple[int, int]:
+    """(the relay's position, the newest position in the log)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        head = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")  # noqa: S608
+        row = head.fetchone()
+        return stored_position(conn), int(row[0]) if row else 0
+
+
 def reset_position(database_url: str, position: int) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         save_position(conn, position)

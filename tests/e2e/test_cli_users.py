@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from infrastructure.migrations import migrate
 from infrastructure.settings import Settings
 from tests.e2e.conftest import PASSWORD, login
 
 ROOT = Path(__file__).resolve().parents[2]
+STREAM = uuid.uuid4()
 
 
 def _herald(
@@ -72,3 +75,27 @@ def test_serve_api_without_a_signing_key_exits_2_naming_it(stack: Settings) -> N
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("herald: HERALD_JWT_SECRET is not set")
+
+
+def test_relay_status_reports_lag_and_reset_moves_the_position(
+    stack: Settings, fresh_database: str
+) -> None:
+    migrate(fresh_database)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        for version in range(1, 6):
+            conn.execute(
+                "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
+                " VALUES (%s, %s, 'NotificationCancelled@1', ''::bytea)",
+                (STREAM, version),
+            )
+    on_fresh = {"HERALD_DATABASE_URL": fresh_database}
+    status = _herald(stack, "relay", "status", "--max-lag", "0", **on_fresh)
+    assert status.returncode == 1
+    assert status.stdout.strip() == "relay position 0, head of the log 5, lag 5"
+    assert _herald(stack, "relay", "reset", "--from", "3", **on_fresh).returncode == 0
+    after = _herald(stack, "relay", "status", "--max-lag", "2", **on_fresh)
+    assert after.returncode == 0
+    assert after.stdout.strip() == "relay position 3, head of the log 5, lag 2"
+    negative = _herald(stack, "relay", "reset", "--from", "-1", **on_fresh)
+    assert negative.returncode == 2
+    assert len(negative.stderr.strip().splitlines()) == 1
