@@ -1,8 +1,10 @@
 """Notification use cases. The domain decides; the group-commit writer records.
 
 Requests never read before writing: a new notification's stream cannot conflict, so the
-only round trip is the shared commit. Cancelling reads the stream, decides, and appends at
-the version it read; a concurrent change makes it decide again.
+only round trip is the shared commit. Notification ids are UUIDv7: time-ordered, so the
+event store's primary key grows at its right edge instead of splitting pages at random.
+Cancelling reads the stream, decides, and appends at the version it read; a concurrent
+change makes it decide again.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
+from uuid_utils.compat import uuid7
 
 from commands.notifications.messages import CancelNotification, RequestNotification
 from domain.errors import InvalidValueError, NotFoundError
@@ -77,7 +80,7 @@ def decide_request(cmd: RequestNotification, now: datetime) -> list[Notification
 
 def plan_request(cmd: RequestNotification) -> Plan:
     """Decide one request; raises InvalidValueError naming the bad field."""
-    return Plan([StreamAppend(uuid4(), 0, decide_request(cmd, datetime.now(UTC)))])
+    return Plan([StreamAppend(uuid7(), 0, decide_request(cmd, datetime.now(UTC)))])
 
 
 def plan_batch(cmds: Sequence[RequestNotification]) -> Plan:
@@ -87,7 +90,7 @@ def plan_batch(cmds: Sequence[RequestNotification]) -> Plan:
     errors: list[tuple[int, str, str]] = []
     for index, cmd in enumerate(cmds):
         try:
-            appends.append(StreamAppend(uuid4(), 0, decide_request(cmd, now)))
+            appends.append(StreamAppend(uuid7(), 0, decide_request(cmd, now)))
         except InvalidValueError as exc:
             errors.append((index, exc.field, exc.reason))
     if errors:
