@@ -9,14 +9,11 @@ spread the machine's noise evenly.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
 
-from domain.identity.roles import Role
-from infrastructure.auth.tokens import TokenService
-from perf.harness import Load, http_process, machine, median_load, servers, wrk
+from perf.harness import Load, http_process, machine, median_load, sender_token, servers, wrk
 
 TARGET_RATIO = 0.85
 ROUNDS = 3
@@ -38,17 +35,7 @@ def run(quick: bool) -> dict[str, Any]:
     seconds = 3 if quick else 10
     variants: dict[str, Any] = {}
     with servers() as settings:
-        token = (
-            TokenService(settings)
-            .issue(
-                "access",
-                subject=str(uuid.uuid4()),
-                tenant_id="bench",
-                family="bench",
-                roles=frozenset({Role.SENDER}),
-            )
-            .token
-        )
+        token = sender_token(settings)
         for name, limited in (("rate_limited", True), ("no_rate_limit", False)):
             variant = msgspec.structs.replace(
                 settings,

@@ -8,15 +8,12 @@ figures show the command path rather than the limiter (see perf auth for that co
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
 
-from domain.identity.roles import Role
-from infrastructure.auth.tokens import TokenService
 from perf.command_app import stock_application
-from perf.harness import Load, http_process, machine, median_load, servers, wrk
+from perf.harness import Load, http_process, machine, median_load, sender_token, servers, wrk
 
 BODY = msgspec.json.encode(
     {
@@ -37,17 +34,7 @@ def run(quick: bool) -> dict[str, Any]:
     seconds = 3 if quick else 10
     with servers() as settings:
         bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
-        token = (
-            TokenService(bench)
-            .issue(
-                "access",
-                subject=str(uuid.uuid4()),
-                tenant_id="bench",
-                family="bench",
-                roles=frozenset({Role.SENDER}),
-            )
-            .token
-        )
+        token = sender_token(bench)
         headers = {"Authorization": f"Bearer {token}"}
         stock_application(bench, create_table=True).close()
         with http_process(bench, "perf.command_app:from_environment") as url:

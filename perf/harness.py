@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +152,24 @@ def median_load(runs: list[Load]) -> Load:
         p50_ms=statistics.median(r.p50_ms for r in runs),
         p99_ms=statistics.median(r.p99_ms for r in runs),
         non_2xx=sum(r.non_2xx for r in runs),
+    )
+
+
+def sender_token(settings: Settings) -> str:
+    """An access token for a `sender` of tenant `bench`, as a service client would hold."""
+    from domain.identity.roles import Role  # noqa: PLC0415
+    from infrastructure.auth.tokens import TokenService  # noqa: PLC0415
+
+    return (
+        TokenService(settings)
+        .issue(
+            "access",
+            subject=str(uuid.uuid4()),
+            tenant_id="bench",
+            family="bench",
+            roles=frozenset({Role.SENDER}),
+        )
+        .token
     )
 
 

@@ -16,11 +16,10 @@ from commands.notifications import handlers
 from commands.notifications.http import BatchRequest, _command
 from domain.identity.roles import Role
 from infrastructure.auth.principal import Principal
-from infrastructure.auth.tokens import TokenService
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
 from infrastructure.settings import Settings
-from perf.harness import http_process, machine, servers
+from perf.harness import http_process, machine, sender_token, servers
 
 PER_REQUEST = 1000
 IN_FLIGHT = 4
@@ -125,17 +124,7 @@ def run(quick: bool) -> dict[str, Any]:
     bodies = [msgspec.json.encode({"notifications": b}) for b in batches]
     with servers() as settings:
         bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
-        token = (
-            TokenService(bench)
-            .issue(
-                "access",
-                subject=str(uuid.uuid4()),
-                tenant_id="bench",
-                family="bench",
-                roles=frozenset({Role.SENDER}),
-            )
-            .token
-        )
+        token = sender_token(bench)
         with http_process(bench, "infrastructure.web.app:from_environment") as url:
             asyncio.run(_post_all(url, token, bodies[:2]))  # warm up
             elapsed = asyncio.run(_post_all(url, token, bodies))
