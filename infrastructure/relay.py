@@ -170,16 +170,17 @@ class Relay:
             position = self._reconcile(conn)
             conn.execute(f"LISTEN {EVENTS_TABLE}")
             log.info("relay following the log", position=position)
+            rows = self._read(conn, position)
             while not stop.is_set():
-                started = time.perf_counter()
-                # Binary results: bytea arrives as bytes, not as hex text to decode.
-                rows = conn.execute(_SELECT, (position, self._names, BATCH), binary=True).fetchall()
-                self.seconds["read"] += time.perf_counter() - started
                 if not rows:
                     self._wait_for_events(conn, stop)
+                    rows = self._read(conn, position)
                     continue
+                delivery = self._produce(producer, rows)
+                # Read the next round while the broker acknowledges this one.
+                following = self._read(conn, int(rows[-1][0]))
                 try:
-                    self._publish(producer, rows)
+                    self._confirm(producer, delivery)
                 except DeliveryFailedError as exc:
                     log.warning("publishing failed; checking the broker", error=str(exc))
                     # An idempotent producer's sequence state belongs to the broker it
@@ -188,16 +189,27 @@ class Relay:
                     producer = Producer(producer_config(self._bootstrap))
                     time.sleep(1.0)
                     position = self._reconcile(conn)
+                    rows = self._read(conn, position)
                     continue
                 self.published += len(rows)
                 if advance(conn, position, int(rows[-1][0])):
                     position = int(rows[-1][0])
+                    rows = following
                 else:  # someone ran `herald relay reset` meanwhile: follow it
                     position = stored_position(conn)
                     log.warning("relay position was reset", position=position)
+                    rows = self._read(conn, position)
         producer.flush(10)
 
-    def _publish(self, producer: Producer, rows: list[tuple[Any, ...]]) -> None:
+    def _read(self, conn: psycopg.Connection[Any], after: int) -> list[tuple[Any, ...]]:
+        started = time.perf_counter()
+        # Binary results: bytea arrives as bytes, not as hex text to decode.
+        rows = conn.execute(_SELECT, (after, self._names, BATCH), binary=True).fetchall()
+        self.seconds["read"] += time.perf_counter() - started
+        return rows
+
+    def _produce(self, producer: Producer, rows: list[tuple[Any, ...]]) -> _Delivery:
+        """Hand a round to the producer; it sends in the background."""
         delivery = _Delivery()
         started = time.perf_counter()
         for position, stream_id, version, topic, state in rows:
@@ -226,8 +238,12 @@ class Relay:
                     break
                 except BufferError:
                     producer.poll(0.05)  # the local queue is full: let deliveries drain
+        self.seconds["produce"] += time.perf_counter() - started
+        return delivery
+
+    def _confirm(self, producer: Producer, delivery: _Delivery) -> None:
+        """Wait until the broker acknowledged the round, or raise."""
         flushing = time.perf_counter()
-        self.seconds["produce"] += flushing - started
         remaining = producer.flush(FLUSH_TIMEOUT_S)
         self.seconds["acknowledge"] += time.perf_counter() - flushing
         if remaining or delivery.failed:
