@@ -42,6 +42,9 @@ _LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notificatio
     sql.Literal(EVENTS_TABLE)
 )
 _NOTIFY = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
+_APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s)"
+# Up to this many rows a commit is one statement; above it, COPY moves rows faster.
+ONE_STATEMENT_ROWS = 2000
 _REMEMBER = (
     "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status_code, response)"
     " VALUES (%s, %s, %s, %s, %s)"
@@ -128,9 +131,9 @@ class GroupCommitWriter:
         while True:
             units = [await self._queue.get()]
             self._drain(units)
-            if len(units) < self._max_units and self._linger_s > 0:
-                # Under load, the previous commit's duration already gathered company;
-                # when it did not, wait once, briefly, for more.
+            if len(units) == 1 and self._linger_s > 0:
+                # Under load, the previous commit's duration already gathered company.
+                # A lone unit may be the first of a burst: wait once, briefly, for more.
                 await asyncio.sleep(self._linger_s)
                 self._drain(units)
             await self._commit(units)
@@ -141,7 +144,9 @@ class GroupCommitWriter:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url)
+            # Autocommit: a single statement is its own transaction; longer work opens one
+            # explicitly with conn.transaction().
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         return self._conn
 
     async def _commit(self, units: list[_Unit]) -> None:
@@ -171,6 +176,9 @@ class GroupCommitWriter:
     async def _commit_together(
         self, conn: psycopg.AsyncConnection[Any], units: list[_Unit]
     ) -> list[int]:
+        rows = [row for u in units for row in u.rows]
+        if len(rows) <= ONE_STATEMENT_ROWS and all(u.idempotency is None for u in units):
+            return await self._append_in_one_statement(conn, rows)
         async with conn.transaction():
             await conn.execute(_LOCK)
             positions = await self._copy(conn, [row for u in units for row in u.rows])
@@ -201,6 +209,23 @@ class GroupCommitWriter:
                 _fail(unit, outcome)
             else:
                 _resolve(unit, outcome)
+
+    @staticmethod
+    async def _append_in_one_statement(
+        conn: psycopg.AsyncConnection[Any], rows: list[Row]
+    ) -> list[int]:
+        # In a busy event loop every await resumes late, so a commit of many round trips
+        # (lock, copy, sequence, notify, commit) is slow however fast each one is. One
+        # statement in autocommit mode is the whole transaction: one round trip.
+        columns = (
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        )
+        cursor = await conn.execute(_APPEND, columns, binary=True)
+        recorded = {(stream, version): position async for stream, version, position in cursor}
+        return [recorded[(row[0], row[1])] for row in rows]
 
     @staticmethod
     async def _copy(conn: psycopg.AsyncConnection[Any], rows: list[Row]) -> list[int]:
