@@ -43,8 +43,9 @@ _LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notificatio
 )
 _NOTIFY = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
 _APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s)"
-# Up to this many rows a commit is one statement; above it, COPY moves rows faster.
-ONE_STATEMENT_ROWS = 2000
+# Up to this many rows a commit is one statement; above it, COPY moves rows faster
+# (measured: for 1,000-row units the array statement took twice as long per row).
+ONE_STATEMENT_ROWS = 256
 _REMEMBER = (
     "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status_code, response)"
     " VALUES (%s, %s, %s, %s, %s)"
