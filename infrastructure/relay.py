@@ -252,10 +252,9 @@ class Relay:
     def _wait_for_events(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
         # Writers NOTIFY on commit; the timeout covers a missed notification and lets the
         # loop see `stop`.
-        for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
-            pass
-        if stop.is_set():
-            return
+        if not stop.is_set():
+            for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
+                pass
 
     def _check_partitions(self) -> None:
         # A broker may create a topic by itself when a producer names it, with its own

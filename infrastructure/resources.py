@@ -88,7 +88,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
     )
     codec = catalog.codec()
-    store = EventStore(database_url, codec, pool_size=settings.db_pool_max_size)
+    # Identity commands are rare next to notifications, which go through the writer.
+    store = EventStore(database_url, codec, pool_size=2)
     writer = GroupCommitWriter(database_url, codec)
     await writer.start()
     tokens = TokenService(settings)

@@ -22,7 +22,7 @@ import msgspec
 
 from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.dev import with_dev_signing_key
-from infrastructure.devstack.servers import ProcessSpec, free_port
+from infrastructure.devstack.servers import ProcessSpec, free_port, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import configure_logging
 from infrastructure.settings import Settings, load_settings
@@ -58,21 +58,11 @@ def http_process(settings: Settings, target: str, workers: int = 2) -> Iterator[
         name="http",
         argv=[sys.executable, "-m", "perf.serve", target],
         env={**served.to_environ(), "PYTHONPATH": str(ROOT)},
-        ready=lambda: _answers(f"{url}/health/liveness"),
+        ready=lambda: http_ok(f"{url}/health/liveness"),
     )
     with Supervisor() as supervisor:
         supervisor.start(spec, ready_timeout=30)
         yield url
-
-
-def _answers(url: str) -> bool:
-    import urllib.request  # noqa: PLC0415
-
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

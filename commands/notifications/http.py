@@ -138,14 +138,14 @@ async def _record_once(
     principal: Principal,
     plan: Plan,
     render: Callable[[Sequence[Accepted]], bytes],
-    canonical: bytes,
+    canonical: Callable[[], bytes],
     key: str | None,
 ) -> Response[bytes]:
     """Record `plan`, or, for a key already used, answer as the first time (or refuse)."""
     writer = resources.writer
     if key is None:
         return _json(render(await handlers.record(plan, writer=writer)), ACCEPTED)
-    digest = fingerprint(request.method, request.url.path, canonical)
+    digest = fingerprint(request.method, request.url.path, canonical())
     stored = await recall(resources.db, principal.tenant_id, key)
     if stored is None:
         remember = Idempotency(
@@ -201,7 +201,7 @@ class NotificationCommands(Controller):
             principal=principal,
             plan=plan,
             render=_one,
-            canonical=_encode(data),
+            canonical=lambda: _encode(data),
             key=key,
         )
         replayed = "Idempotent-Replayed" in response.headers
@@ -241,7 +241,7 @@ class NotificationCommands(Controller):
             principal=principal,
             plan=plan,
             render=_many,
-            canonical=_encode(items),
+            canonical=lambda: _encode(items),
             key=key,
         )
 

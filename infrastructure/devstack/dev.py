@@ -13,8 +13,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import IO, NoReturn
 import msgspec
 
 from infrastructure.devstack import prepare_servers, start_servers
-from infrastructure.devstack.servers import ProcessSpec
+from infrastructure.devstack.servers import ProcessSpec, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import get_logger
 from infrastructure.settings import Secret, Settings, SettingsError, redact_url
@@ -130,21 +128,13 @@ def role_spec(role: str, settings: Settings) -> ProcessSpec:
     ready = lambda: True  # noqa: E731
     if role == "api":
         liveness = f"http://{settings.http_host}:{settings.http_port}/health/liveness"
-        ready = lambda: _answers(liveness)  # noqa: E731
+        ready = lambda: http_ok(liveness)  # noqa: E731
     return ProcessSpec(
         name=role,
         argv=[sys.executable, "-m", "infrastructure.cli", "serve", role],
         env=settings.to_environ(),
         ready=ready,
     )
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
-            return bool(response.status == 200)  # noqa: PLR2004
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def url_table(settings: Settings, data_dir: Path) -> str:

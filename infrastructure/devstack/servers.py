@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import urllib.request
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,15 @@ def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    """Whether GET `url` answers 200 within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)  # noqa: PLR2004
     except OSError:
         return False
 

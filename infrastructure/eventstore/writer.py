@@ -1,12 +1,14 @@
-"""Group commit: concurrent appends share one transaction, written with binary COPY.
+"""Group commit: concurrent appends share one transaction.
 
 Each API process runs one writer task with its own connection. Callers queue a unit (the
 events of one command, or of a whole batch request) and await its positions. The writer
-takes whatever is queued, up to `max_units`, waiting at most `linger` for company, and
-commits it in one transaction under the same table lock the eventsourcing library's
-recorder takes, so followers of the global log never skip a position. A success means the
-events are committed. If the shared transaction fails, the units are written again one by
-one under savepoints, so a failing command fails alone and its neighbours still commit.
+takes whatever is queued, up to `max_units` (waiting `linger` for company only when it
+holds a single unit), and commits it in one transaction under the same table lock the
+eventsourcing library's recorder takes, so followers of the global log never skip a
+position. Small commits are one statement (`herald_append_events`); large ones, and those
+that record idempotency keys, use binary COPY in an explicit transaction. A success means
+the events are committed. If the shared transaction fails, the units are written again one
+by one under savepoints, so a failing command fails alone and its neighbours still commit.
 """
 
 from __future__ import annotations
