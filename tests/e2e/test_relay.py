@@ -154,7 +154,8 @@ def test_a_relay_killed_mid_stream_resumes_without_a_gap(
 ) -> None:
     migrate(fresh_database)
     tenant = f"relay-{uuid.uuid4().hex[:8]}"
-    positions = _write(fresh_database, _request_events(tenant, 30_000))
+    # Enough that the relay (about 60k events/s here) is still busy when it is killed.
+    positions = _write(fresh_database, _request_events(tenant, 150_000))
     settings = msgspec.structs.replace(stack, database_url=Secret(fresh_database))
     with Supervisor() as supervisor:
         supervisor.start(role_spec("relay", settings))
