@@ -50,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="exit 1 when more than EVENTS positions are waiting (for health checks)",
     )
+    projections = sub.add_parser("projections", help="inspect the read-model projections")
+    projections_sub = projections.add_subparsers(
+        dest="projections_command", required=True, parser_class=_Parser
+    )
+    projections_status = projections_sub.add_parser(
+        "status", help="each projection's position, the head of the log and the lag"
+    )
+    projections_status.add_argument(
+        "--max-lag",
+        type=int,
+        default=None,
+        metavar="EVENTS",
+        help="exit 1 when any projection is more than EVENTS positions behind",
+    )
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -89,7 +103,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
     from infrastructure.resources import MissingServerError, require_servers  # noqa: PLC0415
 
-    if args.command in {"migrate", "topics", "users", "relay"}:
+    if args.command in {"migrate", "topics", "users", "relay", "projections"}:
         settings = with_running_dev_stack(settings)
     try:
         if args.command == "dev":
@@ -102,6 +116,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             print(f"{len(applied)} migration(s) applied")
         elif args.command == "relay":
             _relay_command(args, settings)
+        elif args.command == "projections":
+            _projections_status(args, settings)
         elif args.command == "users":
             from infrastructure.admin_users import create_admin  # noqa: PLC0415
 
@@ -125,7 +141,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
-    from infrastructure.relay import lag, reset_position  # noqa: PLC0415
+    from infrastructure.eventstore.tracking import lag  # noqa: PLC0415
+    from infrastructure.relay import TRACKING_NAME, reset_position  # noqa: PLC0415
     from infrastructure.resources import require_servers  # noqa: PLC0415
 
     database_url, _, _ = require_servers(settings)
@@ -135,9 +152,24 @@ def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
         reset_position(database_url, args.position)
         print(f"the relay will publish again from position {args.position}")
         return
-    position, head = lag(database_url)
+    position, head = lag(database_url, TRACKING_NAME)
     print(f"relay position {position}, head of the log {head}, lag {head - position}")
     if args.max_lag is not None and head - position > args.max_lag:
+        raise SystemExit(EXIT_FAILURE)
+
+
+def _projections_status(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.eventstore.tracking import lag  # noqa: PLC0415
+    from infrastructure.resources import require_servers  # noqa: PLC0415
+    from projections.notifications.projector import NAME  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    behind = []
+    for name in (NAME,):
+        position, head = lag(database_url, name)
+        print(f"{name}: position {position}, head of the log {head}, lag {head - position}")
+        behind.append(head - position)
+    if args.max_lag is not None and max(behind) > args.max_lag:
         raise SystemExit(EXIT_FAILURE)
 
 

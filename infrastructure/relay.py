@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.eventstore.tracking import advance, save_position, stored_position
 from infrastructure.kafka import NOTIFICATIONS_TOPIC, admin_client, ensure_topics, topic_layout
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings
@@ -40,10 +41,6 @@ _SELECT = (
     "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
     f" FROM {EVENTS_TABLE} WHERE notification_id > %s"
     " AND split_part(topic, '@', 1) = ANY(%s) ORDER BY notification_id LIMIT %s"
-)
-_SAVE = (
-    "INSERT INTO tracking (application_name, notification_id) VALUES (%s, %s)"
-    " ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id"
 )
 
 
@@ -78,33 +75,6 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
         # failed batch the relay can handle, instead of an endless wait.
         "message.timeout.ms": 8000,
     }
-
-
-def stored_position(conn: psycopg.Connection[Any]) -> int:
-    """The relay's position; creates its row at 0 the first time."""
-    conn.execute(
-        "INSERT INTO tracking (application_name, notification_id) VALUES (%s, 0)"
-        " ON CONFLICT (application_name) DO NOTHING",
-        (TRACKING_NAME,),
-    )
-    row = conn.execute(
-        "SELECT notification_id FROM tracking WHERE application_name = %s", (TRACKING_NAME,)
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def save_position(conn: psycopg.Connection[Any], position: int) -> None:
-    conn.execute(_SAVE, (TRACKING_NAME, position))
-
-
-def advance(conn: psycopg.Connection[Any], old: int, new: int) -> bool:
-    """Move the stored position from `old` to `new`; False if it was not `old` any more."""
-    cursor = conn.execute(
-        "UPDATE tracking SET notification_id = %s"
-        " WHERE application_name = %s AND notification_id = %s",
-        (new, TRACKING_NAME, old),
-    )
-    return cursor.rowcount == 1
 
 
 def broker_position(bootstrap: str, topic: str = NOTIFICATIONS_TOPIC) -> int | None:
@@ -174,6 +144,8 @@ class Relay:
             while not stop.is_set():
                 if not rows:
                     self._wait_for_events(conn, stop)
+                    # Idle is when `herald relay reset` is noticed.
+                    position = stored_position(conn, TRACKING_NAME)
                     rows = self._read(conn, position)
                     continue
                 delivery = self._produce(producer, rows)
@@ -192,11 +164,11 @@ class Relay:
                     rows = self._read(conn, position)
                     continue
                 self.published += len(rows)
-                if advance(conn, position, int(rows[-1][0])):
+                if advance(conn, TRACKING_NAME, position, int(rows[-1][0])):
                     position = int(rows[-1][0])
                     rows = following
                 else:  # someone ran `herald relay reset` meanwhile: follow it
-                    position = stored_position(conn)
+                    position = stored_position(conn, TRACKING_NAME)
                     log.warning("relay position was reset", position=position)
                     rows = self._read(conn, position)
         producer.flush(10)
@@ -271,7 +243,7 @@ class Relay:
 
     def _reconcile(self, conn: psycopg.Connection[Any]) -> int:
         """The position to continue from, lowered to what the broker still holds."""
-        position = stored_position(conn)
+        position = stored_position(conn, TRACKING_NAME)
         while True:
             try:
                 ensure_topics(self._bootstrap, topic_layout(self._partitions))
@@ -288,7 +260,7 @@ class Relay:
                 broker_position=on_broker,
             )
             position = on_broker
-            save_position(conn, position)
+            save_position(conn, TRACKING_NAME, position)
         return position
 
 
@@ -297,14 +269,6 @@ def _partition_count(bootstrap: str, topic: str) -> int:
     return len(metadata.partitions) if metadata is not None else 0
 
 
-def lag(database_url: str) -> tuple[int, int]:
-    """(the relay's position, the newest position in the log)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        head = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")  # noqa: S608
-        row = head.fetchone()
-        return stored_position(conn), int(row[0]) if row else 0
-
-
 def reset_position(database_url: str, position: int) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        save_position(conn, position)
+        save_position(conn, TRACKING_NAME, position)

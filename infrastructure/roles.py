@@ -67,7 +67,20 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def serve_projector(settings: Settings) -> None:
+    """The projections: event store to read models, until SIGTERM or SIGINT."""
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from projections.notifications.projector import NotificationsProjector  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    stop = _stop_on_signals()
+    NotificationsProjector(database_url, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(
+        stop
+    )
+
+
 ROLES: dict[str, Callable[[Settings], None]] = {
     "api": serve_api,
     "relay": serve_relay,
+    "projector": serve_projector,
 }

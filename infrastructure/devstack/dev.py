@@ -28,7 +28,7 @@ from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
 
-DEV_ROLES = ("api", "relay")
+DEV_ROLES = ("api", "relay", "projector")
 STACK_FILE = "stack.env"  # the running stack's server URLs, for other herald commands
 
 

@@ -28,6 +28,7 @@ from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
 from infrastructure.web.request_id import RequestIdMiddleware
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
+from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController,
@@ -35,6 +36,7 @@ ROUTES: list[ControllerRouterHandler] = [
     *IDENTITY_COMMANDS,
     *NOTIFICATION_COMMANDS,
     *IDENTITY_QUERIES,
+    *NOTIFICATION_QUERIES,
 ]
 REVOCATION_SYNC_WAIT_S = 2.0
 

@@ -99,3 +99,20 @@ def test_relay_status_reports_lag_and_reset_moves_the_position(
     negative = _herald(stack, "relay", "reset", "--from", "-1", **on_fresh)
     assert negative.returncode == 2
     assert len(negative.stderr.strip().splitlines()) == 1
+
+
+def test_projections_status_reports_each_projection(stack: Settings, fresh_database: str) -> None:
+    migrate(fresh_database)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
+            " VALUES (%s, 1, 'NotificationCancelled@1', ''::bytea)",
+            (uuid.uuid4(),),
+        )
+    on_fresh = {"HERALD_DATABASE_URL": fresh_database}
+    behind = _herald(stack, "projections", "status", "--max-lag", "0", **on_fresh)
+    assert behind.returncode == 1
+    assert behind.stdout.strip() == (
+        "projection:notifications: position 0, head of the log 1, lag 1"
+    )
+    assert _herald(stack, "projections", "status", "--max-lag", "1", **on_fresh).returncode == 0

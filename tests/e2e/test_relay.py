@@ -24,9 +24,10 @@ from infrastructure.devstack import servers
 from infrastructure.devstack.dev import role_spec
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
+from infrastructure.eventstore.tracking import stored_position
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
 from infrastructure.migrations import migrate
-from infrastructure.relay import stored_position
+from infrastructure.relay import TRACKING_NAME
 from infrastructure.settings import Secret, Settings
 from tests.e2e.conftest import AccountFactory
 from tests.kafka_helpers import positions_on_topic
@@ -138,7 +139,7 @@ def _write(database_url: str, appends: list[StreamAppend]) -> list[int]:
 
 def _relay_position(database_url: str) -> int:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return stored_position(conn)
+        return stored_position(conn, TRACKING_NAME)
 
 
 def _wait(predicate: object, timeout: float, what: str) -> None:

@@ -1,0 +1,53 @@
+"""Positions of the processes that follow the global log (the relay, each projection).
+
+A follower's position moves with a compare-and-set, so two copies of one follower, or a
+reset made while it runs, are noticed instead of silently overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from infrastructure.eventstore.store import EVENTS_TABLE
+
+
+def stored_position(conn: psycopg.Connection[Any], name: str) -> int:
+    """`name`'s position; creates its row at 0 the first time."""
+    conn.execute(
+        "INSERT INTO tracking (application_name, notification_id) VALUES (%s, 0)"
+        " ON CONFLICT (application_name) DO NOTHING",
+        (name,),
+    )
+    row = conn.execute(
+        "SELECT notification_id FROM tracking WHERE application_name = %s", (name,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def save_position(conn: psycopg.Connection[Any], name: str, position: int) -> None:
+    conn.execute(
+        "INSERT INTO tracking (application_name, notification_id) VALUES (%s, %s)"
+        " ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id",
+        (name, position),
+    )
+
+
+def advance(conn: psycopg.Connection[Any], name: str, old: int, new: int) -> bool:
+    """Move `name` from `old` to `new`; False if it was not at `old` any more."""
+    cursor = conn.execute(
+        "UPDATE tracking SET notification_id = %s"
+        " WHERE application_name = %s AND notification_id = %s",
+        (new, name, old),
+    )
+    return cursor.rowcount == 1
+
+
+def lag(database_url: str, name: str) -> tuple[int, int]:
+    """(`name`'s position, the newest position in the log)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}"  # noqa: S608
+        ).fetchone()
+        return stored_position(conn, name), int(row[0]) if row else 0

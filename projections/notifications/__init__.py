@@ -1,0 +1,1 @@
+"""The notifications read model: each notification's current state, in PostgreSQL."""

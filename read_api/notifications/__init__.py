@@ -1,0 +1,1 @@
+"""Notification queries, served from the notification_view read model."""
