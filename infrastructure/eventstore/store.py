@@ -51,8 +51,12 @@ class _Recorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        for statement, params in kwargs.get("writes", ()):
-            curs.execute(statement, params)
+        # The library runs this inside a pipeline. A nested pipeline block syncs on exit, so
+        # a constraint our writes break surfaces here as that IntegrityError, not later as
+        # an unrelated "pipeline aborted" from the library's own statements.
+        with curs.connection.pipeline():
+            for statement, params in kwargs.get("writes", ()):
+                curs.execute(statement, params)
         super()._insert_events(curs, stored_events, **kwargs)
 
 
