@@ -26,7 +26,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.eventstore.tracking import advance, save_position, stored_position
+from infrastructure.eventstore.tracking import (
+    advance,
+    read_after,
+    save_position,
+    stored_position,
+)
 from infrastructure.kafka import NOTIFICATIONS_TOPIC, admin_client, ensure_topics, topic_layout
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings
@@ -37,11 +42,6 @@ TRACKING_NAME = "relay"
 BATCH = 20_000
 IDLE_WAIT_S = 0.5
 FLUSH_TIMEOUT_S = 10.0
-_SELECT = (
-    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
-    f" FROM {EVENTS_TABLE} WHERE notification_id > %s"
-    " AND split_part(topic, '@', 1) = ANY(%s) ORDER BY notification_id LIMIT %s"
-)
 
 
 class _Envelope(msgspec.Struct, frozen=True):
@@ -175,8 +175,7 @@ class Relay:
 
     def _read(self, conn: psycopg.Connection[Any], after: int) -> list[tuple[Any, ...]]:
         started = time.perf_counter()
-        # Binary results: bytea arrives as bytes, not as hex text to decode.
-        rows = conn.execute(_SELECT, (after, self._names, BATCH), binary=True).fetchall()
+        rows = read_after(conn, after, self._names, BATCH)
         self.seconds["read"] += time.perf_counter() - started
         return rows
 

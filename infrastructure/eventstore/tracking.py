@@ -12,6 +12,21 @@ import psycopg
 
 from infrastructure.eventstore.store import EVENTS_TABLE
 
+_AFTER = (
+    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
+    f" FROM {EVENTS_TABLE} WHERE notification_id > %s"
+    " AND split_part(topic, '@', 1) = ANY(%s) ORDER BY notification_id LIMIT %s"
+)
+
+
+def read_after(
+    conn: psycopg.Connection[Any], after: int, names: list[str], limit: int
+) -> list[tuple[Any, ...]]:
+    """The next `limit` events after position `after` whose type is one of `names`:
+    (position, stream id, version, topic, state), in log order."""
+    # Binary results: bytea arrives as bytes, not as hex text to decode.
+    return conn.execute(_AFTER, (after, names, limit), binary=True).fetchall()
+
 
 def stored_position(conn: psycopg.Connection[Any], name: str) -> int:
     """`name`'s position; creates its row at 0 the first time."""

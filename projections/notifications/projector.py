@@ -16,7 +16,7 @@ import psycopg
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.eventstore.tracking import advance, stored_position
+from infrastructure.eventstore.tracking import advance, read_after, stored_position
 from infrastructure.log import get_logger
 from projections.notifications.view import write_for
 
@@ -25,11 +25,6 @@ log = get_logger(__name__)
 NAME = "projection:notifications"
 BATCH = 5000
 IDLE_WAIT_S = 0.5
-_SELECT = (
-    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
-    f" FROM {EVENTS_TABLE} WHERE notification_id > %s"
-    " AND split_part(topic, '@', 1) = ANY(%s) ORDER BY notification_id LIMIT %s"
-)
 
 
 class NotificationsProjector:
@@ -45,7 +40,7 @@ class NotificationsProjector:
             position = stored_position(conn, NAME)
             log.info("projection following the log", projection=NAME, position=position)
             while not stop.is_set():
-                rows = conn.execute(_SELECT, (position, self._names, BATCH), binary=True).fetchall()
+                rows = read_after(conn, position, self._names, BATCH)
                 if not rows:
                     for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
                         pass
