@@ -128,7 +128,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             from infrastructure.kafka import ensure_topics, topic_layout  # noqa: PLC0415
 
             _, _, bootstrap = require_servers(settings)
-            created = ensure_topics(bootstrap, topic_layout(settings.kafka_partitions))
+            created = ensure_topics(
+                bootstrap, topic_layout(settings.namespace, settings.kafka_partitions)
+            )
             print(f"topics created: {', '.join(created) or 'none (all exist)'}")
     except SettingsError as exc:
         _fail(str(exc))

@@ -12,8 +12,18 @@ from infrastructure.log import get_logger
 
 log = get_logger(__name__)
 
-NOTIFICATIONS_TOPIC = "herald.notifications.v1"
-DEAD_LETTER_TOPIC = "herald.notifications.dlq.v1"
+
+def notifications_topic(namespace: str) -> str:
+    """Every notification event, keyed by notification id."""
+    return f"{namespace}.notifications.v1"
+
+
+def dead_letter_topic(namespace: str) -> str:
+    return f"{namespace}.notifications.dlq.v1"
+
+
+def consumer_group(namespace: str, name: str) -> str:
+    return f"{namespace}.{name}"
 
 
 @dataclass(frozen=True)
@@ -22,13 +32,16 @@ class TopicSpec:
     partitions: int
 
 
-def topic_layout(partitions: int) -> list[TopicSpec]:
+def topic_layout(namespace: str, partitions: int) -> list[TopicSpec]:
     """Every topic Herald uses, with explicit partition counts.
 
     Notification events are keyed by notification id, so `partitions` bounds how far the
     projector and dispatcher consumer groups scale out. Dead letters are rare: one partition.
     """
-    return [TopicSpec(NOTIFICATIONS_TOPIC, partitions), TopicSpec(DEAD_LETTER_TOPIC, 1)]
+    return [
+        TopicSpec(notifications_topic(namespace), partitions),
+        TopicSpec(dead_letter_topic(namespace), 1),
+    ]
 
 
 def admin_client(bootstrap: str) -> AdminClient:

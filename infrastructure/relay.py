@@ -32,7 +32,7 @@ from infrastructure.eventstore.tracking import (
     save_position,
     stored_position,
 )
-from infrastructure.kafka import NOTIFICATIONS_TOPIC, admin_client, ensure_topics, topic_layout
+from infrastructure.kafka import admin_client, ensure_topics, notifications_topic, topic_layout
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings
 
@@ -77,7 +77,7 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
     }
 
 
-def broker_position(bootstrap: str, topic: str = NOTIFICATIONS_TOPIC) -> int | None:
+def broker_position(bootstrap: str, topic: str) -> int | None:
     """The highest position header on the broker's topic; 0 when empty, None when missing."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "herald-relay-probe", "log_level": 3}
@@ -127,6 +127,8 @@ class Relay:
         self._database_url = settings.database_url.reveal()
         self._bootstrap = settings.kafka_bootstrap
         self._partitions = settings.kafka_partitions
+        self._namespace = settings.namespace
+        self._topic = notifications_topic(settings.namespace)
         self._codec = codec
         self._names = list(event_names)
         self.published = 0
@@ -200,7 +202,7 @@ class Relay:
             while True:
                 try:
                     producer.produce(
-                        NOTIFICATIONS_TOPIC,
+                        self._topic,
                         value=bytes(state),
                         key=str(stream_id if isinstance(stream_id, UUID) else UUID(stream_id)),
                         headers=headers,
@@ -231,11 +233,11 @@ class Relay:
         # A broker may create a topic by itself when a producer names it, with its own
         # default partition count. Keys still map to one partition each, so order holds,
         # but consumer groups scale out less than configured: say so.
-        found = _partition_count(self._bootstrap, NOTIFICATIONS_TOPIC)
+        found = _partition_count(self._bootstrap, self._topic)
         if found != self._partitions:
             log.warning(
                 "the notification topic has an unexpected partition count",
-                topic=NOTIFICATIONS_TOPIC,
+                topic=self._topic,
                 partitions=found,
                 configured=self._partitions,
             )
@@ -245,8 +247,8 @@ class Relay:
         position = stored_position(conn, TRACKING_NAME)
         while True:
             try:
-                ensure_topics(self._bootstrap, topic_layout(self._partitions))
-                on_broker = broker_position(self._bootstrap)
+                ensure_topics(self._bootstrap, topic_layout(self._namespace, self._partitions))
+                on_broker = broker_position(self._bootstrap, self._topic)
                 break
             except KafkaException as exc:
                 log.warning("broker unavailable; retrying", error=str(exc))

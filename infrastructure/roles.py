@@ -5,7 +5,9 @@ Later roles (relay, projector, dispatcher, scheduler) register here as they arri
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -31,6 +33,9 @@ def serve_http(settings: Settings, target: str) -> None:
 
     require_servers(settings)
     require_signing_key(settings)
+    # Before any worker imports prometheus-client (infrastructure.metrics): each start gets
+    # an empty directory, so the workers' metrics add up from zero.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="herald-metrics-")
     log.info(
         "http listening",
         app=target,
@@ -68,15 +73,16 @@ def _stop_on_signals() -> threading.Event:
 
 
 def serve_projector(settings: Settings) -> None:
-    """The projections: event store to read models, until SIGTERM or SIGINT."""
+    """The projections: Kafka (and the event store behind it) to read models, until stopped."""
     from infrastructure.eventstore import catalog  # noqa: PLC0415
     from projections.notifications.projector import NotificationsProjector  # noqa: PLC0415
 
-    database_url, _, _ = require_servers(settings)
+    require_servers(settings)
     stop = _stop_on_signals()
-    NotificationsProjector(database_url, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(
-        stop
+    projector = NotificationsProjector(
+        settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
+    projector.run(stop)
 
 
 ROLES: dict[str, Callable[[Settings], None]] = {

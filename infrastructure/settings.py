@@ -108,6 +108,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "kafka:9092",
         ),
     ] = None
+    namespace: Annotated[
+        str,
+        _setting(
+            "Prefix of Herald's Kafka topics, consumer groups and Redis keys, so that several "
+            "deployments can share one broker and one Redis.",
+            "herald",
+            pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        ),
+    ] = "herald"
+    read_wait_ms: Annotated[
+        int,
+        _setting(
+            "How long a read with min_position waits for the read models to reach it before "
+            "answering 503, in ms.",
+            "2000",
+            ge=0,
+            le=30000,
+        ),
+    ] = 2000
     kafka_partitions: Annotated[
         int,
         _setting(

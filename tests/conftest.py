@@ -50,6 +50,14 @@ def fresh_database(stack: Settings) -> Iterator[str]:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+def on_own_database(stack: Settings, database_url: str) -> Settings:
+    """Settings for roles on their own database: their own topics, groups and Redis keys too,
+    so that what they publish never reaches the session's projector, and the reverse."""
+    return msgspec.structs.replace(
+        stack, database_url=Secret(database_url), namespace=f"t{uuid.uuid4().hex[:12]}"
+    )
+
+
 @pytest.fixture(scope="session")
 def api_url(stack: Settings) -> Iterator[str]:
     """Base URL of a running `herald serve api` process against the stack."""

@@ -9,8 +9,6 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from infrastructure.kafka import NOTIFICATIONS_TOPIC
-
 
 def headers_of(message: object) -> dict[str, str]:
     raw = message.headers() or []  # type: ignore[attr-defined]
@@ -19,11 +17,12 @@ def headers_of(message: object) -> dict[str, str]:
 
 def positions_on_topic(
     bootstrap: str,
+    topic: str,
     tenant: str,
     done: Callable[[Counter[int]], bool],
     timeout: float = 60.0,
 ) -> Counter[int]:
-    """How many times each position of `tenant` appears on the topic, read from the start."""
+    """How many times each position of `tenant` appears on `topic`, read from the start."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -36,12 +35,8 @@ def positions_on_topic(
         }
     )
     try:
-        partitions = (
-            consumer.list_topics(NOTIFICATIONS_TOPIC, timeout=10)
-            .topics[NOTIFICATIONS_TOPIC]
-            .partitions
-        )
-        consumer.assign([TopicPartition(NOTIFICATIONS_TOPIC, p, 0) for p in partitions])
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         seen: Counter[int] = Counter()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -58,3 +53,24 @@ def positions_on_topic(
         return seen
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset to be written in each partition of `topic`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-ends", "log_level": 3})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in metadata.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

@@ -61,4 +61,4 @@ def prepare_servers(settings: Settings) -> None:
 
     database_url, _, bootstrap = require_servers(settings)
     migrate(database_url)
-    ensure_topics(bootstrap, topic_layout(settings.kafka_partitions))
+    ensure_topics(bootstrap, topic_layout(settings.namespace, settings.kafka_partitions))

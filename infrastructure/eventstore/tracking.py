@@ -12,6 +12,10 @@ import psycopg
 
 from infrastructure.eventstore.store import EVENTS_TABLE
 
+# The notifications projection's position: every notification event up to it is reflected in
+# the read models. Written by the projector, read by the read API for read-your-writes.
+NOTIFICATIONS_PROJECTION = "projection:notifications"
+
 _AFTER = (
     "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
     f" FROM {EVENTS_TABLE} WHERE notification_id > %s"

@@ -26,7 +26,10 @@ from infrastructure.settings import Settings, load_settings
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
+from infrastructure.web.prometheus import prometheus_metrics
 from infrastructure.web.request_id import RequestIdMiddleware
+from read_api.admin.http import ROUTES as ADMIN_QUERIES
+from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
 
@@ -37,6 +40,9 @@ ROUTES: list[ControllerRouterHandler] = [
     *NOTIFICATION_COMMANDS,
     *IDENTITY_QUERIES,
     *NOTIFICATION_QUERIES,
+    *AUDIT_QUERIES,
+    *ADMIN_QUERIES,
+    prometheus_metrics,
 ]
 REVOCATION_SYNC_WAIT_S = 2.0
 

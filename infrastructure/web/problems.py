@@ -87,8 +87,8 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
 def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
-    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-        detail = None  # a 5xx detail may describe internals
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
+        detail = None  # a 5xx detail may describe internals; 503s say what to wait for
     return problem_response(request, status, detail, headers=exc.headers)
 
 

@@ -1,68 +1,268 @@
-"""The notifications projection: follows the event store's log and keeps `notification_view`.
+"""The notifications projection: Kafka to the SQL and Redis read models, with the log behind it.
 
-Each round's view writes and the projection's new position commit in one transaction, so a
-crash or a restart repeats nothing and skips nothing. This first version reads the log
-from PostgreSQL directly, which is also how it catches up after Kafka lost data; consuming
-`herald.notifications.v1` for the live tail comes next.
+Live path. The projector is one member of a consumer group on the notifications topic, so
+projectors scale out by partitions. Each round applies a batch of messages to Redis (one Lua
+call per event, which also records the partition offset), then to PostgreSQL in one
+transaction with the partition offsets. On assignment it resumes from the lower of the two
+stores' offsets, so a crash between them repeats a little and loses nothing; the version
+checks make the repeat change nothing. Offsets are also committed to Kafka, for lag reports.
+
+Frontier. The projection's position in the global log is the highest position up to which
+every notification event is reflected in `notification_view`. The projector moves it (by
+compare-and-set in `tracking`) as it checks the log against the view; `projections status`
+and read-your-writes use it.
+
+Catch-up. When the frontier has not moved for `GRACE_S` while an event past it is missing
+(Kafka lags, lost its data, or the relay is down), the projector reads the log from the
+event store itself and applies it, round after round, until nothing is missing. No read
+model can stop short of the log without the frontier saying so.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.eventstore.tracking import advance, read_after, stored_position
+from infrastructure.eventstore.tracking import (
+    NOTIFICATIONS_PROJECTION,
+    advance,
+    read_after,
+    stored_position,
+)
+from infrastructure.kafka import consumer_group, notifications_topic
 from infrastructure.log import get_logger
-from projections.notifications.view import write_for
+from infrastructure.redis_keys import RedisKeys
+from infrastructure.resources import require_servers
+from infrastructure.settings import Settings
+from projections.notifications import view
+from projections.notifications.changes import change_for
+from projections.notifications.live import LiveModels
+from projections.notifications.view import Applied
 
 log = get_logger(__name__)
 
-NAME = "projection:notifications"
+NAME = NOTIFICATIONS_PROJECTION
 BATCH = 5000
-IDLE_WAIT_S = 0.5
+POLL_S = 0.05
+GRACE_S = 2.0
+DEADLOCK_RETRIES = 5
+
+_FRONTIER = (
+    "SELECT e.notification_id, coalesce(v.version >= e.originator_version, false)"  # noqa: S608
+    f" FROM {EVENTS_TABLE} e LEFT JOIN notification_view v"
+    " ON v.notification_id = e.originator_id"
+    " WHERE e.notification_id > %s AND split_part(e.topic, '@', 1) = ANY(%s)"
+    " ORDER BY e.notification_id LIMIT %s"
+)
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        # Short group timeouts: the first assignment takes seconds instead of half a minute.
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "max.poll.interval.ms": 10000,
+        "fetch.wait.max.ms": 20,  # latency from the relay's produce to the read model
+        "log_level": 3,
+    }
+
+
+def _headers(message: Message) -> dict[str, str]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        name: value.decode() if isinstance(value, bytes) else str(value)
+        for name, value in pairs
+        if value is not None
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    applied: Applied
+    name: str  # event type
+    partition: int | None  # None when read from the event store
+    next_offset: int | None
 
 
 class NotificationsProjector:
-    def __init__(self, database_url: str, codec: EventCodec, event_names: Sequence[str]) -> None:
-        self._database_url = database_url
+    def __init__(self, settings: Settings, codec: EventCodec, event_names: list[str]) -> None:
+        self._database_url, self._redis_url, self._bootstrap = require_servers(settings)
+        self._topic = notifications_topic(settings.namespace)
+        self._group = consumer_group(settings.namespace, "projector.notifications")
+        self._keys = RedisKeys(settings.namespace)
         self._codec = codec
         self._names = list(event_names)
-        self.applied = 0
+        self._frontier = 0
+        self._stalled_since: float | None = None
+        # Joining the consumer group takes seconds; the log is right here. Start by catching
+        # up from it, and leave the rest to Kafka once nothing is missing.
+        self._catching_up = True
+        self._assigned = False  # whether Kafka gives this projector any partition
+        self.applied = {"kafka": 0, "store": 0}
 
     def run(self, stop: threading.Event) -> None:
+        client = redis.Redis.from_url(self._redis_url)
+        live = LiveModels(client, self._keys, NAME)
+        consumer = Consumer(consumer_config(self._bootstrap, self._group))
         with psycopg.connect(self._database_url, autocommit=True) as conn:
-            conn.execute(f"LISTEN {EVENTS_TABLE}")
-            position = stored_position(conn, NAME)
-            log.info("projection following the log", projection=NAME, position=position)
-            while not stop.is_set():
-                rows = read_after(conn, position, self._names, BATCH)
-                if not rows:
-                    for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
-                        pass
-                    # Idle is when a reset (to rebuild the view) is noticed.
-                    position = stored_position(conn, NAME)
-                    continue
-                position = self._apply(conn, position, rows)
+            self._frontier = stored_position(conn, NAME)
+            log.info("projection starting", projection=NAME, position=self._frontier)
 
-    def _apply(self, conn: psycopg.Connection[Any], position: int, rows: list[Any]) -> int:
-        last = int(rows[-1][0])
-        kept = False
-        with conn.transaction():
-            with conn.pipeline():
-                for at, stream_id, version, topic, state in rows:
-                    event = self._codec.decode(topic, state)
-                    write = write_for(event, stream_id, version, at)
-                    if write is not None:
-                        conn.execute(*write)
-            if not advance(conn, NAME, position, last):
-                raise psycopg.Rollback  # keep nothing of this round
-            kept = True
-        if not kept:  # another copy moved the position, or it was reset: go from there
-            return stored_position(conn, NAME)
-        self.applied += len(rows)
-        return last
+            def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+                self._resume(conn, live, consumer, partitions)
+                self._assigned = bool(partitions)
+
+            def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+                self._assigned = False
+                consumer.unassign()
+
+            consumer.subscribe(
+                [self._topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke
+            )
+            try:
+                while not stop.is_set():
+                    items = self._decode(consumer.consume(BATCH, timeout=POLL_S))
+                    if items:
+                        self._apply(conn, live, items)
+                        self.applied["kafka"] += len(items)
+                        consumer.commit(asynchronous=True)
+                    self._follow(conn, live)
+            finally:
+                consumer.close()
+                client.close()
+
+    def _resume(
+        self,
+        conn: psycopg.Connection[Any],
+        live: LiveModels,
+        consumer: Consumer,
+        partitions: list[TopicPartition],
+    ) -> None:
+        """Start each assigned partition where both stores have got to."""
+        in_sql = dict(
+            conn.execute(
+                "SELECT partition, next_offset FROM projection_offsets"
+                " WHERE projection = %s AND topic = %s",
+                (NAME, self._topic),
+            ).fetchall()
+        )
+        in_redis = live.offsets()
+        for tp in partitions:
+            sql, red = in_sql.get(tp.partition), in_redis.get(tp.partition)
+            # A store that has never seen the partition starts it from the beginning.
+            tp.offset = min(sql, red) if sql is not None and red is not None else OFFSET_BEGINNING
+        consumer.assign(partitions)
+        log.info("partitions assigned", partitions={tp.partition: tp.offset for tp in partitions})
+
+    def _decode(self, messages: list[Message]) -> list[_Item]:
+        items = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka consumer error", error=str(error))
+                continue
+            headers = _headers(message)
+            name = headers["event_type"]
+            stream, _, version = headers["event_id"].rpartition(":")
+            value = message.value()
+            assert value is not None  # noqa: S101 - the relay never sends an empty event
+            event = self._codec.decode(f"{name}@{headers['schema_version']}", value)
+            applied = Applied(
+                change_for(event), UUID(stream), int(version), int(headers["position"]), event.at
+            )
+            items.append(_Item(applied, name, message.partition(), (message.offset() or 0) + 1))
+        return items
+
+    def _apply(self, conn: psycopg.Connection[Any], live: LiveModels, items: list[_Item]) -> None:
+        # Stream order fixes the order rows are locked in, so concurrent projectors never
+        # deadlock on them; within a stream, versions stay in order.
+        items.sort(key=lambda item: (item.applied.stream_id, item.applied.version))
+        live.apply([(i.applied, i.name, i.partition, i.next_offset) for i in items])
+        offsets: dict[int, int] = {}
+        for item in items:
+            if item.partition is not None and item.next_offset is not None:
+                offsets[item.partition] = max(offsets.get(item.partition, 0), item.next_offset)
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                with conn.transaction():
+                    view.apply(conn, [item.applied for item in items])
+                    self._save_offsets(conn, offsets)
+            except psycopg.errors.DeadlockDetected:
+                log.warning("deadlock applying a round; retrying", attempt=attempt + 1)
+                continue
+            return
+        raise RuntimeError(f"a round deadlocked {DEADLOCK_RETRIES} times")
+
+    def _save_offsets(self, conn: psycopg.Connection[Any], offsets: dict[int, int]) -> None:
+        if not offsets:
+            return
+        partitions = sorted(offsets)
+        conn.execute(
+            "INSERT INTO projection_offsets (projection, topic, partition, next_offset)"
+            " SELECT %s, %s, * FROM unnest(%s::int[], %s::bigint[])"
+            " ON CONFLICT (projection, topic, partition)"
+            " DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            (NAME, self._topic, partitions, [offsets[p] for p in partitions]),
+        )
+
+    def _follow(self, conn: psycopg.Connection[Any], live: LiveModels) -> None:
+        """Move the frontier over what the view reflects; catch up from the log if stalled."""
+        while True:
+            rows = conn.execute(_FRONTIER, (self._frontier, self._names, BATCH)).fetchall()
+            reached = self._frontier
+            for position, applied in rows:
+                if not applied:
+                    break
+                reached = position
+            if reached > self._frontier:
+                self._move_frontier(conn, reached)
+                self._stalled_since = time.monotonic()
+            if not rows or reached == rows[-1][0]:  # nothing missing in what was read
+                self._stalled_since = None
+                self._catching_up = False
+                if len(rows) < BATCH:
+                    return
+                continue
+            now = time.monotonic()
+            if self._stalled_since is None:
+                self._stalled_since = now
+            # Without partitions (still joining, or more projectors than partitions) Kafka
+            # brings nothing: the log is the only source, so there is nothing to wait for.
+            if self._catching_up or not self._assigned or now - self._stalled_since >= GRACE_S:
+                if not self._catching_up:
+                    log.info("catching up from the event store", position=self._frontier)
+                self._catching_up = True
+                self._catch_up(conn, live)
+            return
+
+    def _move_frontier(self, conn: psycopg.Connection[Any], position: int) -> None:
+        if advance(conn, NAME, self._frontier, position):
+            self._frontier = position
+        else:  # another projector moved it, or it was reset: go from there
+            self._frontier = stored_position(conn, NAME)
+
+    def _catch_up(self, conn: psycopg.Connection[Any], live: LiveModels) -> None:
+        rows = read_after(conn, self._frontier, self._names, BATCH)
+        items = []
+        for position, stream_id, version, topic, state in rows:
+            event = self._codec.decode(topic, state)
+            applied = Applied(change_for(event), stream_id, version, position, event.at)
+            items.append(_Item(applied, type(event).__name__, None, None))
+        if items:
+            self._apply(conn, live, items)
+            self.applied["store"] += len(items)

@@ -1,43 +1,130 @@
-"""GET /notifications/{id}: a notification's current state, from the read model."""
+"""Notification queries, served from the read models the notifications projection keeps.
+
+- `GET /notifications/{id}`: Redis first (the status hash), then `notification_view`, which
+  also refills Redis; hits and misses are counted.
+- `GET /notifications`: filtered, keyset-paged by creation position. The first page pins a
+  snapshot (the projection's position then); later pages list only notifications created up
+  to it, so inserts between pages neither shift nor repeat anything, and nothing up to the
+  snapshot is missing, because the projection's position guarantees it is all there.
+- `GET /notifications/{id}/history`: the notification's events, from the event store.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
 import msgspec
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from domain.identity.roles import Role
+from domain.notifications.values import Channel, Priority
 from infrastructure.auth.guard import allow, current_principal
+from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.metrics import READ_CACHE
+from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import Resources
+from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
+from read_api.visibility import MinPosition, MinPositionHeader, await_position
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
+AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
+
+Status = Literal[
+    "requested",
+    "scheduled",
+    "dispatching",
+    "sent",
+    "delivered",
+    "opened",
+    "bounced",
+    "failed",
+    "retry_scheduled",
+    "dead_lettered",
+    "cancelled",
+    "erased",
+]
 
 
-class NotificationView(msgspec.Struct, frozen=True):
+class NotificationView(msgspec.Struct, frozen=True, omit_defaults=False):
     id: UUID
     channel: str
-    recipient: str
     priority: str
     status: str
-    attempts: int
-    last_error: str | None
-    provider_message_id: str | None
-    send_at: datetime | None
     requested_at: datetime
     updated_at: datetime
+    version: int
+    position: int  # of the newest event reflected here
+    recipient: str = ""  # empty once erased
+    attempts: int = 0
+    last_error: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    send_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    opened_at: datetime | None = None
+    failed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    dead_lettered_at: datetime | None = None
+
+
+class NotificationPage(msgspec.Struct, frozen=True):
+    items: list[NotificationView]
+    next_cursor: str | None
+    snapshot: int  # the log position this listing reflects, pinned by its first page
+
+
+class HistoryEvent(msgspec.Struct, frozen=True):
     position: int
+    version: int
+    type: str
+    schema_version: int
+    at: datetime
+    data: dict[str, Any]
 
 
-_COLUMNS = (
-    "notification_id, channel, recipient, priority, status, attempts, last_error,"
-    " provider_message_id, send_at, requested_at, updated_at, position"
-)
+class History(msgspec.Struct, frozen=True):
+    id: UUID
+    events: list[HistoryEvent]
+
+
+_FIELDS = tuple(f for f in NotificationView.__struct_fields__ if f != "id")
+_COLUMNS = ", ".join(("notification_id", *_FIELDS))
+_REFILL = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+def _from_hash(notification_id: UUID, stored: dict[bytes, bytes]) -> NotificationView:
+    fields: dict[str, Any] = {"id": notification_id}
+    for name, value in stored.items():
+        if value:
+            fields[name.decode()] = value.decode()
+    return msgspec.convert(fields, NotificationView, strict=False)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+async def _refill(resources: Resources, key: str, tenant: str, view: NotificationView) -> None:
+    pairs: list[str] = ["tenant_id", tenant]
+    for name in _FIELDS:
+        pairs += [name, _text(getattr(view, name))]
+    await resources.redis.eval(_REFILL, 1, key, view.version, *pairs)
 
 
 @get(
@@ -45,14 +132,25 @@ _COLUMNS = (
     policy=READERS,
     tags=["notifications"],
     operation_id="getNotification",
-    summary="A notification's current state, as the read model has it.",
+    summary="A notification's current state, as the read models have it.",
 )
 async def get_notification(
     notification_id: FromPath[UUID],
     request: Request[Any, Any, Any],
     resources: NamedDependency[Resources],
+    min_position: MinPosition = None,
+    min_position_header: MinPositionHeader = None,
 ) -> NotificationView:
     tenant = current_principal(request).tenant_id
+    await await_position(resources, min_position, min_position_header)
+    key = RedisKeys(resources.settings.namespace).status(notification_id)
+    stored = cast("dict[bytes, bytes]", await resources.redis.hgetall(key))
+    if stored:
+        READ_CACHE.labels("hit").inc()
+        if stored.get(b"tenant_id", b"").decode() != tenant:
+            raise NotFoundException(f"notification {notification_id} does not exist")
+        return _from_hash(notification_id, stored)
+    READ_CACHE.labels("miss").inc()
     async with resources.db.connection() as conn:
         cursor = await conn.execute(
             f"SELECT {_COLUMNS} FROM notification_view"  # noqa: S608 - constant columns
@@ -62,7 +160,124 @@ async def get_notification(
         row = await cursor.fetchone()
     if row is None:
         raise NotFoundException(f"notification {notification_id} does not exist")
-    return NotificationView(*row)
+    view = NotificationView(*row)
+    await _refill(resources, key, tenant, view)
+    return view
 
 
-ROUTES = [get_notification]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page.")]
+
+
+@get(
+    "/notifications",
+    policy=READERS,
+    tags=["notifications"],
+    operation_id="listNotifications",
+    summary="The tenant's notifications, filtered and paged by creation.",
+)
+async def list_notifications(
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+    *,
+    status: FromQuery[Status | None] = None,
+    channel: FromQuery[Channel | None] = None,
+    priority: FromQuery[Priority | None] = None,
+    recipient: Annotated[str | None, QueryParameter(min_length=1, max_length=320)] = None,
+    created_after: FromQuery[datetime | None] = None,
+    created_before: FromQuery[datetime | None] = None,
+    sort: Annotated[
+        Literal["created", "-created"],
+        QueryParameter(description="`created` oldest first, `-created` newest first."),
+    ] = "-created",
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, QueryParameter(description="`next_cursor` of the previous page.")
+    ] = None,
+    min_position: MinPosition = None,
+    min_position_header: MinPositionHeader = None,
+) -> NotificationPage:
+    tenant = current_principal(request).tenant_id
+    reached = await await_position(resources, min_position, min_position_header)
+    snapshot, after = decode_token(cursor, tuple[int, int]) if cursor else (reached, None)
+    where = ["tenant_id = %s", "created_position <= %s"]
+    params: list[Any] = [tenant, snapshot]
+    if after is not None:
+        where.append("created_position > %s" if sort == "created" else "created_position < %s")
+        params.append(after)
+    for column, value in (
+        ("status", status),
+        ("channel", channel.value if channel else None),
+        ("priority", priority.value if priority else None),
+        ("recipient", recipient),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if created_after is not None:
+        where.append("requested_at >= %s")
+        params.append(created_after)
+    if created_before is not None:
+        where.append("requested_at < %s")
+        params.append(created_before)
+    order = "ASC" if sort == "created" else "DESC"
+    async with resources.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                f"SELECT {_COLUMNS}, created_position FROM notification_view"  # noqa: S608
+                f" WHERE {' AND '.join(where)} ORDER BY created_position {order} LIMIT %s",
+                (*params, limit + 1),
+            )
+        ).fetchall()
+    page = rows[:limit]
+    following = encode_token((snapshot, page[-1][-1])) if len(rows) > limit else None
+    return NotificationPage(
+        items=[NotificationView(*row[:-1]) for row in page],
+        next_cursor=following,
+        snapshot=snapshot,
+    )
+
+
+@get(
+    "/notifications/{notification_id:uuid}/history",
+    policy=AUDITORS,
+    tags=["audit"],
+    operation_id="getNotificationHistory",
+    summary="Every event of one notification, in order, from the event store.",
+)
+async def notification_history(
+    notification_id: FromPath[UUID],
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+) -> History:
+    tenant = current_principal(request).tenant_id
+    async with resources.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                f"SELECT notification_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608
+                " WHERE originator_id = %s ORDER BY originator_version",
+                (notification_id,),
+            )
+        ).fetchall()
+    events = [history_event(resources, *row) for row in rows]
+    if not events or events[0].data.get("tenant_id") != tenant:
+        raise NotFoundException(f"notification {notification_id} does not exist")
+    return History(id=notification_id, events=events)
+
+
+def history_event(
+    resources: Resources, position: int, version: int, topic: str, state: bytes
+) -> HistoryEvent:
+    event = resources.codec.decode(topic, bytes(state))
+    name, _, schema = topic.partition("@")
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    return HistoryEvent(
+        position=position,
+        version=version,
+        type=name,
+        schema_version=int(schema or 1),
+        at=event.at,
+        data=data,
+    )
+
+
+ROUTES = [get_notification, list_notifications, notification_history]

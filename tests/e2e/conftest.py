@@ -13,6 +13,8 @@ from commands.identity.handlers import register_user
 from commands.identity.messages import RegisterUser
 from domain.identity.roles import Role
 from infrastructure.auth.passwords import PasswordHasher
+from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
 from infrastructure.settings import Settings
@@ -45,6 +47,22 @@ def event_store(stack: Settings) -> Iterator[EventStore]:
     store = EventStore(stack.database_url.reveal(), catalog.codec(), pool_size=2)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def relay(stack: Settings) -> Iterator[None]:
+    """The session's relay, following the stack's event store."""
+    with Supervisor() as supervisor:
+        supervisor.start(role_spec("relay", stack))
+        yield
+
+
+@pytest.fixture(scope="session")
+def projector(stack: Settings, relay: None) -> Iterator[None]:
+    """The session's projector, consuming what the session's relay publishes."""
+    with Supervisor() as supervisor:
+        supervisor.start(role_spec("projector", stack))
+        yield
 
 
 AccountFactory = Callable[..., Account]

@@ -8,7 +8,6 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,19 +25,13 @@ from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.tracking import stored_position
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.kafka import notifications_topic
 from infrastructure.migrations import migrate
 from infrastructure.relay import TRACKING_NAME
-from infrastructure.settings import Secret, Settings
+from infrastructure.settings import Settings
+from tests.conftest import on_own_database
 from tests.e2e.conftest import AccountFactory
 from tests.kafka_helpers import positions_on_topic
-
-
-@pytest.fixture(scope="session")
-def relay(stack: Settings) -> Iterator[None]:
-    """The session's relay, following the stack's event store."""
-    with Supervisor() as supervisor:
-        supervisor.start(role_spec("relay", stack))
-        yield
 
 
 def _positions(database_url: str, tenant: str) -> set[int]:
@@ -93,7 +86,11 @@ def test_50_clients_5000_notifications_each_event_once_on_kafka(
     assert len(expected) == 5000
     assert stack.kafka_bootstrap is not None
     seen = positions_on_topic(
-        stack.kafka_bootstrap, sender.tenant, lambda s: expected <= set(s), timeout=120
+        stack.kafka_bootstrap,
+        notifications_topic(stack.namespace),
+        sender.tenant,
+        lambda s: expected <= set(s),
+        timeout=120,
     )
     assert set(seen) == expected
     assert set(seen.values()) == {1}, "a position was published more than once"
@@ -157,7 +154,7 @@ def test_a_relay_killed_mid_stream_resumes_without_a_gap(
     tenant = f"relay-{uuid.uuid4().hex[:8]}"
     # Enough that the relay (about 60k events/s here) is still busy when it is killed.
     positions = _write(fresh_database, _request_events(tenant, 150_000))
-    settings = msgspec.structs.replace(stack, database_url=Secret(fresh_database))
+    settings = on_own_database(stack, fresh_database)
     with Supervisor() as supervisor:
         supervisor.start(role_spec("relay", settings))
         _wait(lambda: _relay_position(fresh_database) > 0, 60, "the relay to start publishing")
@@ -169,7 +166,11 @@ def test_a_relay_killed_mid_stream_resumes_without_a_gap(
         _wait(lambda: _relay_position(fresh_database) == positions[-1], 120, "the relay to finish")
     assert settings.kafka_bootstrap is not None
     seen = positions_on_topic(
-        settings.kafka_bootstrap, tenant, lambda s: set(positions) <= set(s), timeout=120
+        settings.kafka_bootstrap,
+        notifications_topic(settings.namespace),
+        tenant,
+        lambda s: set(positions) <= set(s),
+        timeout=120,
     )
     assert set(seen) == set(positions), "positions missing on Kafka"
 
@@ -183,7 +184,7 @@ def test_after_the_broker_loses_everything_the_relay_publishes_again(
     port = servers.free_port()
     broker = servers.kafka_broker(port, tmp_path / "kafka.log")
     settings = msgspec.structs.replace(
-        stack, database_url=Secret(fresh_database), kafka_bootstrap=broker.url
+        on_own_database(stack, fresh_database), kafka_bootstrap=broker.url
     )
     with Supervisor() as outer:
         outer.start(broker)
@@ -204,6 +205,10 @@ def test_after_the_broker_loses_everything_the_relay_publishes_again(
             # Publishing these fails, the relay finds the broker empty, and starts over.
             _wait(lambda: _relay_position(fresh_database) == more[-1], 90, "republication")
             seen: Counter[int] = positions_on_topic(
-                broker.url, tenant, lambda s: set(positions + more) <= set(s), timeout=120
+                broker.url,
+                notifications_topic(settings.namespace),
+                tenant,
+                lambda s: set(positions + more) <= set(s),
+                timeout=120,
             )
     assert set(seen) == set(positions + more)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from infrastructure.kafka import (
-    NOTIFICATIONS_TOPIC,
     TopicSpec,
     admin_client,
     ensure_topics,
+    notifications_topic,
 )
 from infrastructure.settings import Settings
 
@@ -29,4 +29,7 @@ def test_the_stack_has_the_notification_topic_with_the_configured_partitions(
     stack: Settings,
 ) -> None:
     assert stack.kafka_bootstrap is not None
-    assert _partitions(stack.kafka_bootstrap, NOTIFICATIONS_TOPIC) == stack.kafka_partitions
+    assert (
+        _partitions(stack.kafka_bootstrap, notifications_topic(stack.namespace))
+        == stack.kafka_partitions
+    )

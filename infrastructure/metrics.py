@@ -1,0 +1,59 @@
+"""Prometheus metrics of the API processes, and their exposition.
+
+The api role runs several worker processes; `serve_http` points PROMETHEUS_MULTIPROC_DIR at a
+fresh directory before they start, so prometheus-client's multiprocess mode adds their
+counters up. A process started without it (tests, one-off tools) uses the default registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+READ_CACHE = Counter(
+    "herald_read_cache_total",
+    "Notification lookups by id, by where they were answered from: hit (Redis) or miss (SQL).",
+    ["result"],
+)
+READ_WAITS = Counter(
+    "herald_read_wait_total",
+    "Reads that asked for min_position, by outcome: ready, waited, or unavailable (503).",
+    ["outcome"],
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, and its content type."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def cache_counts() -> dict[str, float]:
+    """Hits and misses so far, as this process sees them (all workers in multiprocess mode)."""
+    registry: CollectorRegistry
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        registry = REGISTRY
+    counts = {"hit": 0.0, "miss": 0.0}
+    for family in registry.collect():
+        if family.name == "herald_read_cache":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["result"]] = sample.value
+    return counts

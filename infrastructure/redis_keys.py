@@ -1,0 +1,38 @@
+"""The names of Herald's Redis read-model keys: written by projections, read by the read API.
+
+Every key starts with the deployment's namespace (`herald:` by default). A notification's
+status hash is keyed by its id; the other keys are per tenant, and per recipient where they
+say so.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+# The newest notifications kept per recipient in `recent`.
+RECENT_KEPT = 100
+
+
+class RedisKeys:
+    def __init__(self, namespace: str) -> None:
+        self.prefix = f"{namespace}:"
+
+    def status(self, notification_id: UUID | str) -> str:
+        """A hash of the notification's current state, as GET /notifications/{id} shows it."""
+        return f"{self.prefix}n:{notification_id}"
+
+    def recent(self, tenant_id: str, recipient: str) -> str:
+        """A sorted set of notification ids, scored by request time in milliseconds."""
+        return f"{self.prefix}recent:{tenant_id}:{recipient}"
+
+    def unread(self, tenant_id: str) -> str:
+        """A hash: recipient to the number of notifications sent to it and not yet opened."""
+        return f"{self.prefix}unread:{tenant_id}"
+
+    def dashboard(self, tenant_id: str) -> str:
+        """A hash of counters: `status:NAME` (notifications in it now), `events:NAME` (seen)."""
+        return f"{self.prefix}dashboard:{tenant_id}"
+
+    def offsets(self, projection: str) -> str:
+        """A hash: Kafka partition to the next offset the projection reads there."""
+        return f"{self.prefix}offsets:{projection}"

@@ -1,0 +1,113 @@
+"""What each notification event changes in the read models, independent of where they live.
+
+The SQL tables and the Redis keys are both written from one `Change` per event, so the two
+stores cannot disagree about what an event means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from domain.events import DomainEvent
+from domain.notifications import events as ev
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptChange:
+    """A delivery attempt opening (`started`) or closing (`sent`, `failed`)."""
+
+    kind: Literal["started", "sent", "failed"]
+    attempt: int
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    status: str
+    fields: dict[str, Any]  # notification_view columns to set, besides the bookkeeping ones
+    created: bool = False  # the first event: the row does not exist yet
+    attempt: AttemptChange | None = None
+
+
+def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911 - one branch per event type
+    """The change `event` makes. Every notification event makes one: each moves the version."""
+    at: datetime = event.at
+    match event:
+        case ev.NotificationRequested():
+            return Change(
+                "requested",
+                {
+                    "tenant_id": event.tenant_id,
+                    "channel": event.channel.value,
+                    "recipient": event.recipient,
+                    "priority": event.priority.value,
+                    "send_at": event.send_at,
+                    "requested_at": at,
+                },
+                created=True,
+            )
+        case ev.NotificationScheduled():
+            return Change("scheduled", {"send_at": event.send_at, "scheduled_at": at})
+        case ev.DispatchStarted():
+            return Change(
+                "dispatching",
+                {
+                    "channel": event.channel.value,
+                    "provider": event.provider,
+                    "attempts": event.attempt,
+                    "dispatched_at": at,
+                },
+                attempt=AttemptChange(
+                    "started",
+                    event.attempt,
+                    {"channel": event.channel.value, "provider": event.provider},
+                ),
+            )
+        case ev.NotificationSent():
+            return Change(
+                "sent",
+                {
+                    "provider": event.provider,
+                    "provider_message_id": event.provider_message_id,
+                    "sent_at": at,
+                },
+                attempt=AttemptChange(
+                    "sent", event.attempt, {"provider_message_id": event.provider_message_id}
+                ),
+            )
+        case ev.DeliveryFailed():
+            return Change(
+                "failed",
+                {"last_error": event.reason, "failed_at": at},
+                attempt=AttemptChange(
+                    "failed", event.attempt, {"error": event.reason, "permanent": event.permanent}
+                ),
+            )
+        case ev.NotificationBounced():
+            return Change("bounced", {"last_error": event.reason, "failed_at": at})
+        case ev.RetryScheduled():
+            return Change("retry_scheduled", {"send_at": event.retry_at})
+        case ev.ChannelFallenBack():
+            return Change("requested", {"channel": event.to_channel.value})
+        case ev.NotificationDeadLettered():
+            return Change("dead_lettered", {"last_error": event.reason, "dead_lettered_at": at})
+        case ev.RetryRequested():
+            return Change("requested", {})
+        case ev.NotificationErased():
+            # The recipient is personal data: the read models forget it with the event log.
+            return Change(
+                "erased", {"recipient": "", "last_error": None, "provider_message_id": None}
+            )
+    status = _STATUS_ONLY.get(type(event))
+    if status is None:
+        raise TypeError(f"{type(event).__name__} is not a notification event")
+    return Change(status, {f"{status}_at": at})
+
+
+_STATUS_ONLY: dict[type[DomainEvent], str] = {
+    ev.NotificationDelivered: "delivered",
+    ev.NotificationOpened: "opened",
+    ev.NotificationCancelled: "cancelled",
+}

@@ -1,0 +1,1 @@
+"""The admin dashboard API: queue, projection and delivery figures for admins and operators."""

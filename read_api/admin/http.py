@@ -1,0 +1,262 @@
+"""The dashboard API for admins and operators: counters, queues, dead letters and search.
+
+Everything here reads read models (Redis counters, SQL views), the broker's offsets and the
+followers' positions; nothing loads an aggregate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from confluent_kafka import Consumer, TopicPartition
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from domain.identity.roles import Role
+from infrastructure.auth.guard import allow, current_principal
+from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION
+from infrastructure.kafka import consumer_group, notifications_topic
+from infrastructure.metrics import cache_counts
+from infrastructure.redis_keys import RedisKeys
+from infrastructure.resources import Resources
+from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
+from read_api.notifications.http import list_notifications
+from read_api.visibility import MinPosition, MinPositionHeader, await_position
+
+ADMINS = allow(Role.ADMIN, Role.OPERATOR)
+RELAY = "relay"
+PROJECTOR_GROUP = "projector.notifications"
+
+
+class Dashboard(msgspec.Struct, frozen=True):
+    statuses: dict[str, int]  # notifications in each status now
+    events: dict[str, int]  # events seen, per type
+    unread_recipients: int  # recipients with at least one sent, unopened notification
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    id: UUID
+    channel: str
+    recipient: str
+    priority: str
+    attempts: int
+    last_error: str | None
+    requested_at: datetime
+    dead_lettered_at: datetime | None
+
+
+class DeadLetterPage(msgspec.Struct, frozen=True):
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+class PartitionStats(msgspec.Struct, frozen=True):
+    partition: int
+    low: int
+    high: int  # the next offset to be written
+    committed: int | None  # where the projector group has got to
+    lag: int | None
+
+
+class Follower(msgspec.Struct, frozen=True):
+    name: str
+    position: int
+    lag: int  # events in the log after its position
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    topic: str
+    consumer_group: str
+    partitions: list[PartitionStats]
+    log_head: int
+    followers: list[Follower]
+
+
+class Metrics(msgspec.Struct, frozen=True):
+    read_cache: dict[str, float]  # this API's lookups by id: hit (Redis), miss (SQL)
+    read_cache_hit_rate: float | None
+    log_head: int
+    projection_lag: int
+    notifications_by_status: dict[str, int]  # this tenant's, from the statistics model
+
+
+@get(
+    "/admin/dashboard",
+    policy=ADMINS,
+    tags=["admin"],
+    operation_id="getDashboard",
+    summary="Live counters for the tenant, from Redis.",
+)
+async def dashboard(
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+    min_position: MinPosition = None,
+    min_position_header: MinPositionHeader = None,
+) -> Dashboard:
+    tenant = current_principal(request).tenant_id
+    await await_position(resources, min_position, min_position_header)
+    keys = RedisKeys(resources.settings.namespace)
+    pipe = resources.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.dashboard(tenant))
+    pipe.hlen(keys.unread(tenant))
+    counters, unread = await pipe.execute()
+    statuses: dict[str, int] = {}
+    events: dict[str, int] = {}
+    for raw_name, raw_value in counters.items():
+        kind, _, name = raw_name.decode().partition(":")
+        value = int(raw_value)
+        if kind == "status" and value:
+            statuses[name] = value
+        elif kind == "events":
+            events[name] = value
+    return Dashboard(statuses=statuses, events=events, unread_recipients=int(unread))
+
+
+@get(
+    "/admin/dlq",
+    policy=ADMINS,
+    tags=["admin"],
+    operation_id="listDeadLetters",
+    summary="Dead-lettered notifications, newest first.",
+)
+async def dead_letters(
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+    *,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, QueryParameter(description="`next_cursor` of the last page.")
+    ] = None,
+    min_position: MinPosition = None,
+    min_position_header: MinPositionHeader = None,
+) -> DeadLetterPage:
+    tenant = current_principal(request).tenant_id
+    await await_position(resources, min_position, min_position_header)
+    before = decode_token(cursor, int) if cursor else None
+    async with resources.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT notification_id, channel, recipient, priority, attempts, last_error,"
+                " requested_at, dead_lettered_at, created_position FROM notification_view"
+                " WHERE tenant_id = %s AND status = 'dead_lettered'"
+                " AND (%s::bigint IS NULL OR created_position < %s)"
+                " ORDER BY created_position DESC LIMIT %s",
+                (tenant, before, before, limit + 1),
+            )
+        ).fetchall()
+    page = rows[:limit]
+    following = encode_token(page[-1][-1]) if len(rows) > limit else None
+    return DeadLetterPage(items=[DeadLetter(*row[:-1]) for row in page], next_cursor=following)
+
+
+def _partition_stats(bootstrap: str, topic: str, group: str) -> list[PartitionStats]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 3})
+    try:
+        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return []
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=5)}
+        stats = []
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=5)
+            done = committed.get(tp.partition)
+            done = done if done is not None and done >= 0 else None
+            stats.append(
+                PartitionStats(
+                    tp.partition, low, high, done, None if done is None else max(0, high - done)
+                )
+            )
+        return stats
+    finally:
+        consumer.close()
+
+
+async def _positions(resources: Resources) -> tuple[int, dict[str, int]]:
+    async with resources.db.connection() as conn:
+        head_row = await (
+            await conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")  # noqa: S608
+        ).fetchone()
+        rows = await (
+            await conn.execute(
+                "SELECT application_name, coalesce(notification_id, 0) FROM tracking"
+                " WHERE application_name = ANY(%s)",
+                ([RELAY, NOTIFICATIONS_PROJECTION],),
+            )
+        ).fetchall()
+    return int(head_row[0]) if head_row else 0, {name: int(p) for name, p in rows}
+
+
+@get(
+    "/admin/queue/stats",
+    policy=ADMINS,
+    tags=["admin"],
+    operation_id="getQueueStats",
+    summary="Kafka partitions, end offsets and consumer lag; relay and projection lag.",
+)
+async def queue_stats(resources: NamedDependency[Resources]) -> QueueStats:
+    settings = resources.settings
+    topic = notifications_topic(settings.namespace)
+    group = consumer_group(settings.namespace, PROJECTOR_GROUP)
+    partitions = (
+        await asyncio.to_thread(_partition_stats, settings.kafka_bootstrap, topic, group)
+        if settings.kafka_bootstrap
+        else []
+    )
+    head, positions = await _positions(resources)
+    followers = [Follower(name, p, max(0, head - p)) for name, p in sorted(positions.items())]
+    return QueueStats(
+        topic=topic, consumer_group=group, partitions=partitions, log_head=head, followers=followers
+    )
+
+
+@get(
+    "/admin/metrics",
+    policy=ADMINS,
+    tags=["admin"],
+    operation_id="getMetrics",
+    summary="System and business counters (Prometheus text is at /metrics).",
+)
+async def metrics(
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+    min_position: MinPosition = None,
+    min_position_header: MinPositionHeader = None,
+) -> Metrics:
+    tenant = current_principal(request).tenant_id
+    reached = await await_position(resources, min_position, min_position_header)
+    counts = cache_counts()
+    lookups = counts["hit"] + counts["miss"]
+    head, _ = await _positions(resources)
+    async with resources.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT status, sum(count) FROM notification_stats WHERE tenant_id = %s"
+                " GROUP BY status HAVING sum(count) <> 0",
+                (tenant,),
+            )
+        ).fetchall()
+    return Metrics(
+        read_cache=counts,
+        read_cache_hit_rate=counts["hit"] / lookups if lookups else None,
+        log_head=head,
+        projection_lag=max(0, head - reached),
+        notifications_by_status={status: int(total) for status, total in rows},
+    )
+
+
+search_notifications = get(
+    "/admin/notifications",
+    policy=ADMINS,
+    tags=["admin"],
+    operation_id="searchNotifications",
+    summary="Search the tenant's notifications: the filters and paging of GET /notifications.",
+)(list_notifications.fn)
+
+ROUTES = [dashboard, dead_letters, queue_stats, metrics, search_notifications]

@@ -1,0 +1,1 @@
+"""The audit API: the event log, for auditors replaying history."""
