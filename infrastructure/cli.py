@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="exit 1 when more than EVENTS positions are waiting (for health checks)",
     )
-    projections = sub.add_parser("projections", help="inspect the read-model projections")
+    projections = sub.add_parser(
+        "projections", help="inspect, verify and rebuild the read-model projections"
+    )
     projections_sub = projections.add_subparsers(
         dest="projections_command", required=True, parser_class=_Parser
     )
@@ -64,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="exit 1 when any projection is more than EVENTS positions behind",
     )
+    for command, text in (
+        (
+            "verify",
+            "replay the log into a scratch copy and compare digests with the live read models;"
+            " exit 1 on any difference",
+        ),
+        (
+            "rebuild",
+            "replay the log into shadow tables, catch up, and swap them in atomically",
+        ),
+    ):
+        projection = projections_sub.add_parser(command, help=text)
+        projection.add_argument("name", choices=["notifications"], help="the projection")
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -117,7 +132,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         elif args.command == "relay":
             _relay_command(args, settings)
         elif args.command == "projections":
-            _projections_status(args, settings)
+            _projections_command(args, settings)
         elif args.command == "users":
             from infrastructure.admin_users import create_admin  # noqa: PLC0415
 
@@ -160,18 +175,17 @@ def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
         raise SystemExit(EXIT_FAILURE)
 
 
-def _projections_status(args: argparse.Namespace, settings: Settings) -> None:
-    from infrastructure.eventstore.tracking import lag  # noqa: PLC0415
-    from infrastructure.resources import require_servers  # noqa: PLC0415
-    from projections.notifications.projector import NAME  # noqa: PLC0415
+def _projections_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure import projections_cli  # noqa: PLC0415
 
-    database_url, _, _ = require_servers(settings)
-    behind = []
-    for name in (NAME,):
-        position, head = lag(database_url, name)
-        print(f"{name}: position {position}, head of the log {head}, lag {head - position}")
-        behind.append(head - position)
-    if args.max_lag is not None and max(behind) > args.max_lag:
+    if args.projections_command == "status":
+        healthy = projections_cli.status(settings, args.max_lag)
+    elif args.projections_command == "verify":
+        healthy = projections_cli.verify(settings, args.name)
+    else:
+        projections_cli.rebuild(settings, args.name)
+        healthy = True
+    if not healthy:
         raise SystemExit(EXIT_FAILURE)
 
 

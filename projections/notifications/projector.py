@@ -55,6 +55,7 @@ BATCH = 5000
 POLL_S = 0.05
 GRACE_S = 2.0
 DEADLOCK_RETRIES = 5
+RESET_CHECK_S = 1.0
 
 _FRONTIER = (
     "SELECT e.notification_id, coalesce(v.version >= e.originator_version, false)"  # noqa: S608
@@ -112,6 +113,7 @@ class NotificationsProjector:
         # up from it, and leave the rest to Kafka once nothing is missing.
         self._catching_up = True
         self._assigned = False  # whether Kafka gives this projector any partition
+        self._checked_at = 0.0
         self.applied = {"kafka": 0, "store": 0}
 
     def run(self, stop: threading.Event) -> None:
@@ -235,6 +237,8 @@ class NotificationsProjector:
             if not rows or reached == rows[-1][0]:  # nothing missing in what was read
                 self._stalled_since = None
                 self._catching_up = False
+                if not rows:
+                    self._notice_reset(conn)
                 if len(rows) < BATCH:
                     return
                 continue
@@ -249,6 +253,17 @@ class NotificationsProjector:
                 self._catching_up = True
                 self._catch_up(conn, live)
             return
+
+    def _notice_reset(self, conn: psycopg.Connection[Any]) -> None:
+        """Once a second while idle, adopt a position someone else set (a rebuild's swap)."""
+        now = time.monotonic()
+        if now - self._checked_at < RESET_CHECK_S:
+            return
+        self._checked_at = now
+        stored = stored_position(conn, NAME)
+        if stored != self._frontier:
+            log.info("projection position was reset", position=stored, was=self._frontier)
+            self._frontier = stored
 
     def _move_frontier(self, conn: psycopg.Connection[Any], position: int) -> None:
         if advance(conn, NAME, self._frontier, position):

@@ -113,6 +113,6 @@ def test_projections_status_reports_each_projection(stack: Settings, fresh_datab
     behind = _herald(stack, "projections", "status", "--max-lag", "0", **on_fresh)
     assert behind.returncode == 1
     assert behind.stdout.strip() == (
-        "projection:notifications: position 0, head of the log 1, lag 1"
+        "projection:notifications: position 0, head of the log 1, lag 1, 0 events/s"
     )
     assert _herald(stack, "projections", "status", "--max-lag", "1", **on_fresh).returncode == 0
