@@ -7,13 +7,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import auth, command, ingest, relay
+from perf import auth, command, ingest, project, relay
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "auth": auth.run,
     "command": command.run,
     "ingest": ingest.run,
+    "project": project.run,
     "relay": relay.run,
 }
 

@@ -1,8 +1,8 @@
 """The Redis read models: status by id, recent per recipient, unread counts, dashboard counters.
 
-One Lua call per event applies everything an event changes in Redis, after the same version
-check the SQL side makes, and records the projection's offset in the event's Kafka partition
-in the same call: a redelivered or repeated event changes nothing twice. The script builds the
+A Lua script applies a chunk of events (each after the same version check the SQL side makes)
+and records the projection's offsets in the Kafka partitions they came from, atomically:
+a redelivered or repeated event changes nothing twice. The script builds the
 per-tenant key names from the status hash it reads, in the layout `RedisKeys` documents; every
 key a notification touches is on one Redis server.
 """
@@ -17,39 +17,57 @@ import redis
 from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
 from projections.notifications.view import Applied
 
+# KEYS[1]: the projection's offsets hash. ARGV: the key prefix, how many recent ids to keep,
+# the number of (partition, next offset) pairs and the pairs, then one record per event:
+# id, version, event name, new status, recent score ('' unless created), the number of
+# (field, value) pairs and the pairs.
 _APPLY = """
-local prefix, id, version = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if current ~= version - 1 then return 0 end
-local old = redis.call('HMGET', KEYS[1], 'status', 'tenant_id', 'recipient')
-local status = ARGV[7]
-if #ARGV > 9 then redis.call('HSET', KEYS[1], unpack(ARGV, 10)) end
-redis.call('HSET', KEYS[1], 'status', status, 'version', ARGV[3])
-local tenant = old[2] or redis.call('HGET', KEYS[1], 'tenant_id')
-local recipient = old[3] or redis.call('HGET', KEYS[1], 'recipient')
-local dashboard = prefix .. 'dashboard:' .. tenant
-local recent = prefix .. 'recent:' .. tenant .. ':' .. recipient
-redis.call('HINCRBY', dashboard, 'events:' .. ARGV[6], 1)
-if status ~= old[1] then
-  if old[1] then redis.call('HINCRBY', dashboard, 'status:' .. old[1], -1) end
-  redis.call('HINCRBY', dashboard, 'status:' .. status, 1)
-  local was = old[1] == 'sent' or old[1] == 'delivered'
-  local now = status == 'sent' or status == 'delivered'
-  if was ~= now then
-    local unread = prefix .. 'unread:' .. tenant
-    if redis.call('HINCRBY', unread, recipient, now and 1 or -1) <= 0 then
-      redis.call('HDEL', unread, recipient)
+local prefix, kept = ARGV[1], tonumber(ARGV[2])
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local applied = 0
+while i <= #ARGV do
+  local id, version, name, status, score = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
+    ARGV[i + 3], ARGV[i + 4]
+  local first, count = i + 6, tonumber(ARGV[i + 5])
+  i = first + 2 * count
+  local key = prefix .. 'n:' .. id
+  local current = tonumber(redis.call('HGET', key, 'version') or '0')
+  if current == version - 1 then
+    applied = applied + 1
+    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient')
+    if count > 0 then redis.call('HSET', key, unpack(ARGV, first, first + 2 * count - 1)) end
+    redis.call('HSET', key, 'status', status, 'version', version)
+    local tenant = old[2] or redis.call('HGET', key, 'tenant_id')
+    local recipient = old[3] or redis.call('HGET', key, 'recipient')
+    local dashboard = prefix .. 'dashboard:' .. tenant
+    local recent = prefix .. 'recent:' .. tenant .. ':' .. recipient
+    redis.call('HINCRBY', dashboard, 'events:' .. name, 1)
+    if status ~= old[1] then
+      if old[1] then redis.call('HINCRBY', dashboard, 'status:' .. old[1], -1) end
+      redis.call('HINCRBY', dashboard, 'status:' .. status, 1)
+      local was = old[1] == 'sent' or old[1] == 'delivered'
+      local now = status == 'sent' or status == 'delivered'
+      if was ~= now then
+        local unread = prefix .. 'unread:' .. tenant
+        if redis.call('HINCRBY', unread, recipient, now and 1 or -1) <= 0 then
+          redis.call('HDEL', unread, recipient)
+        end
+      end
     end
+    if score ~= '' then
+      redis.call('ZADD', recent, score, id)
+      redis.call('ZREMRANGEBYRANK', recent, 0, -kept - 1)
+    end
+    if status == 'erased' then redis.call('ZREM', recent, id) end
   end
 end
-if ARGV[8] ~= '' then
-  redis.call('ZADD', recent, ARGV[8], id)
-  redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[9]) - 1)
-end
-if status == 'erased' then redis.call('ZREM', recent, id) end
-return 1
+return applied
 """
+CHUNK = 1000  # events per Lua call: a long call would hold up every other Redis client
 
 
 def text(value: Any) -> str:
@@ -69,42 +87,44 @@ class LiveModels:
         self._offsets = keys.offsets(projection)
 
     def apply(self, items: list[tuple[Applied, str, int | None, int | None]]) -> int:
-        """Apply (change, event name, partition, next offset) items in one round trip."""
+        """Apply (change, event name, partition, next offset) items, in stream and version
+        order, in one round trip; returns how many were applied rather than skipped."""
         if not items:
             return 0
+        offsets: dict[int, int] = {}
+        for _, _, partition, next_offset in items:
+            if partition is not None and next_offset is not None:
+                offsets[partition] = max(offsets.get(partition, 0), next_offset)
         pipe = self._client.pipeline(transaction=False)
-        for item, name, partition, next_offset in items:
-            self._script(
-                keys=[self._keys.status(item.stream_id), self._offsets],
-                args=self._args(item, name, partition, next_offset),
-                client=pipe,
-            )
+        for start in range(0, len(items), CHUNK):
+            # The offsets go with the last chunk, once everything before them is applied.
+            last = start + CHUNK >= len(items)
+            pairs = [v for p, o in sorted(offsets.items()) for v in (p, o)] if last else []
+            args: list[Any] = [self._keys.prefix, RECENT_KEPT, len(pairs) // 2, *pairs]
+            for item, name, _, _ in items[start : start + CHUNK]:
+                args += self._record(item, name)
+            self._script(keys=[self._offsets], args=args, client=pipe)
         return sum(int(result) for result in pipe.execute())
 
     def offsets(self) -> dict[int, int]:
         stored = self._client.hgetall(self._offsets)
         return {int(partition): int(offset) for partition, offset in stored.items()}
 
-    def _args(
-        self, item: Applied, name: str, partition: int | None, next_offset: int | None
-    ) -> list[Any]:
+    @staticmethod
+    def _record(item: Applied, name: str) -> list[Any]:
         change = item.change
-        recent = ""
         fields: list[str] = ["updated_at", text(item.at), "position", str(item.position)]
         if change.created:
-            recent = str(int(item.at.timestamp() * 1000))
             fields += ["attempts", "0"]
         for column, value in change.fields.items():
             fields += [column, text(value)]
+        recent = str(int(item.at.timestamp() * 1000)) if change.created else ""
         return [
-            self._keys.prefix,
             str(item.stream_id),
             item.version,
-            "" if partition is None else partition,
-            "" if next_offset is None else next_offset,
             name,
             change.status,
             recent,
-            RECENT_KEPT,
+            len(fields) // 2,
             *fields,
         ]

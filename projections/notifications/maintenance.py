@@ -169,7 +169,7 @@ def replay(
         for at_position, stream_id, version, topic, state in rows:
             event = codec.decode(topic, state)
             items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
-        items.sort(key=lambda item: (item.stream_id, item.version))
+        items.sort(key=lambda item: (item.stream_id.int, item.version))
         with conn.transaction():
             view.apply(conn, items)
         position = int(rows[-1][0])

@@ -1,10 +1,16 @@
 """The SQL read models: `notification_view`, `notification_attempts` and `notification_stats`.
 
-Every write is guarded by the stream version: a row changes only when the event's version is
-the next one after the row's, so a redelivered, repeated or early event changes nothing.
-Attempt rows change in the same statement as the view row, so the guard covers them too.
-Each applied change returns what the statistics need, and the statistics move once per
-round in one upsert whose rows are sorted, so concurrent projectors never deadlock on them.
+A round of events is applied set-wise, in a few statements whatever its size:
+
+1. the rows of the round's notifications are read and locked (`FOR UPDATE`, in id order, so
+   concurrent projectors never deadlock);
+2. each event is applied in memory when its version is the next one after the row's: a
+   repeated or stale event is skipped, and so is every event after a gap, which the
+   projector's frontier then finds and catches up;
+3. the new rows go back in one upsert, attempts in one insert and one update, and the
+   statistics move by status deltas in one sorted upsert.
+
+Every event is therefore applied exactly once, however often it is delivered.
 """
 
 from __future__ import annotations
@@ -12,15 +18,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
-from projections.notifications.changes import AttemptChange, Change
+from projections.notifications.changes import Change
 
 StatsKey = tuple[str, date, str, str, str]  # tenant, day requested, channel, status, priority
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,95 +40,217 @@ class Applied:
     at: datetime
 
 
-_CREATE = (
-    "INSERT INTO notification_view (notification_id, tenant_id, channel, recipient, priority,"
-    " status, send_at, requested_at, updated_at, version, position, created_position)"
-    " VALUES (%(id)s, %(f_tenant_id)s, %(f_channel)s, %(f_recipient)s, %(f_priority)s,"
-    " 'requested', %(f_send_at)s, %(f_requested_at)s, %(at)s, %(version)s, %(position)s,"
-    " %(position)s)"
-    " ON CONFLICT (notification_id) DO NOTHING"
-    " RETURNING tenant_id, requested_at, priority, NULL, NULL, status, channel"
+# notification_view's columns with their SQL types, for reading rows and writing them back.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("notification_id", "uuid"),
+    ("tenant_id", "text"),
+    ("channel", "text"),
+    ("recipient", "text"),
+    ("priority", "text"),
+    ("status", "text"),
+    ("attempts", "integer"),
+    ("last_error", "text"),
+    ("provider_message_id", "text"),
+    ("send_at", "timestamptz"),
+    ("requested_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("version", "bigint"),
+    ("position", "bigint"),
+    ("created_position", "bigint"),
+    ("provider", "text"),
+    ("scheduled_at", "timestamptz"),
+    ("dispatched_at", "timestamptz"),
+    ("sent_at", "timestamptz"),
+    ("delivered_at", "timestamptz"),
+    ("opened_at", "timestamptz"),
+    ("failed_at", "timestamptz"),
+    ("cancelled_at", "timestamptz"),
+    ("dead_lettered_at", "timestamptz"),
+)
+_NAMES = [name for name, _ in COLUMNS]
+_LIST = ", ".join(_NAMES)
+
+_LOCK = (
+    f"SELECT {_LIST} FROM notification_view"  # noqa: S608 - constant column list
+    " WHERE notification_id = ANY(%b) ORDER BY notification_id FOR UPDATE"
+)
+# Rows travel by binary COPY into a temporary table, then one statement writes them: COPY
+# encodes rows in C, where parameter arrays would be built value by value in Python.
+_STAGE = "notification_view_round"
+_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE notification_view) ON COMMIT DELETE ROWS"
+)
+_COPY = f"COPY {_STAGE} ({_LIST}) FROM STDIN (FORMAT BINARY)"
+_UPSERT = (
+    f"INSERT INTO notification_view ({_LIST}) SELECT {_LIST} FROM {_STAGE}"  # noqa: S608
+    " ON CONFLICT (notification_id) DO UPDATE SET "
+    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _NAMES[1:])
+    + " WHERE notification_view.version < EXCLUDED.version"
+)
+_TYPES = [
+    {"integer": "int4", "bigint": "int8", "boolean": "bool"}.get(kind, kind) for _, kind in COLUMNS
+]
+_ATTEMPT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("notification_id", "uuid"),
+    ("attempt", "integer"),
+    ("tenant_id", "text"),
+    ("channel", "text"),
+    ("provider", "text"),
+    ("outcome", "text"),
+    ("provider_message_id", "text"),
+    ("error", "text"),
+    ("permanent", "boolean"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+)
+_OPEN_ATTEMPTS = (
+    "INSERT INTO notification_attempts ("  # noqa: S608 - constant column list
+    + ", ".join(name for name, _ in _ATTEMPT_COLUMNS)
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"%b::{kind}[]" for _, kind in _ATTEMPT_COLUMNS)
+    + ") ON CONFLICT DO NOTHING"
+)
+_CLOSE_ATTEMPTS = (
+    "UPDATE notification_attempts a SET outcome = u.outcome,"
+    " provider_message_id = coalesce(u.provider_message_id, a.provider_message_id),"
+    " error = coalesce(u.error, a.error), permanent = coalesce(u.permanent, a.permanent),"
+    " finished_at = u.finished_at"
+    " FROM unnest(%b::uuid[], %b::integer[], %b::text[], %b::text[], %b::text[],"
+    " %b::boolean[], %b::timestamptz[])"
+    " AS u(notification_id, attempt, outcome, provider_message_id, error, permanent, finished_at)"
+    " WHERE a.notification_id = u.notification_id AND a.attempt = u.attempt"
 )
 
-_ATTEMPT = {
-    "started": (
-        ", attempt AS (INSERT INTO notification_attempts (notification_id, attempt, tenant_id,"
-        " channel, provider, outcome, started_at) SELECT notification_id, %(attempt)s,"
-        " tenant_id, %(a_channel)s, %(a_provider)s, 'dispatching', %(at)s FROM changed"
-        " ON CONFLICT DO NOTHING)"
-    ),
-    "sent": (
-        ", attempt AS (UPDATE notification_attempts a SET outcome = 'sent',"
-        " provider_message_id = %(a_provider_message_id)s, finished_at = %(at)s FROM changed"
-        " WHERE a.notification_id = changed.notification_id AND a.attempt = %(attempt)s)"
-    ),
-    "failed": (
-        ", attempt AS (UPDATE notification_attempts a SET outcome = 'failed',"
-        " error = %(a_error)s, permanent = %(a_permanent)s, finished_at = %(at)s FROM changed"
-        " WHERE a.notification_id = changed.notification_id AND a.attempt = %(attempt)s)"
-    ),
-}
 
-
-@cache
-def _update(columns: tuple[str, ...], attempt: str | None) -> str:
-    # The columns are the field names of `Change`, written in this package: no outside text.
-    return "".join(
-        [
-            "WITH old AS (SELECT notification_id, status, channel FROM notification_view"
-            " WHERE notification_id = %(id)s AND version = %(version)s - 1 FOR UPDATE),"
-            " changed AS (UPDATE notification_view v SET status = %(status)s",
-            *(f", {column} = %(f_{column})s" for column in columns),
-            ", updated_at = %(at)s, version = %(version)s, position = %(position)s"
-            " FROM old WHERE v.notification_id = old.notification_id"
-            " RETURNING v.notification_id, v.tenant_id, v.requested_at, v.priority,"
-            " old.status AS old_status, old.channel AS old_channel, v.status, v.channel)",
-            _ATTEMPT[attempt] if attempt else "",
-            " SELECT tenant_id, requested_at, priority, old_status, old_channel, status, channel"
-            " FROM changed",
-        ]
-    )
-
-
-def statement(item: Applied) -> tuple[str, dict[str, Any]]:
-    """The SQL that applies one change, and its parameters."""
-    change = item.change
-    params: dict[str, Any] = {
-        "id": item.stream_id,
-        "version": item.version,
-        "position": item.position,
-        "at": item.at,
-        "status": change.status,
-    }
-    params.update({f"f_{column}": value for column, value in change.fields.items()})
-    if change.created:
-        return _CREATE, params
-    attempt: AttemptChange | None = change.attempt
-    if attempt is not None:
-        params["attempt"] = attempt.attempt
-        params.update({f"a_{name}": value for name, value in attempt.values.items()})
-    return _update(tuple(change.fields), attempt.kind if attempt else None), params
+@dataclass
+class _Round:
+    rows: dict[UUID, Row]
+    changed: dict[UUID, Row]
+    stats: Counter[StatsKey]
+    opened: dict[tuple[UUID, int], Row]
+    closed: dict[tuple[UUID, int], Row]
+    applied: int = 0
 
 
 def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> int:
-    """Apply `items` in the caller's transaction; returns how many changed a row."""
-    stats: Counter[StatsKey] = Counter()
-    with conn.pipeline():
-        cursors = [conn.execute(*statement(item)) for item in items]
-    changed = 0
-    for cursor in cursors:
-        row = cursor.fetchone()
-        if row is None:
-            continue  # stale, repeated or early: the version guard kept the row as it was
-        changed += 1
-        tenant, requested_at, priority, old_status, old_channel, status, channel = row
-        day = requested_at.astimezone(UTC).date()
-        if (old_status, old_channel) != (status, channel):
-            stats[(tenant, day, channel, status, priority)] += 1
-            if old_status is not None:
-                stats[(tenant, day, old_channel, old_status, priority)] -= 1
-    _move_stats(conn, stats)
-    return changed
+    """Apply `items` (in stream and version order) in the caller's transaction; returns how
+    many were applied rather than skipped."""
+    if not items:
+        return 0
+    ids = sorted({item.stream_id for item in items}, key=_uuid_order)
+    locked = conn.execute(_LOCK, (ids,), binary=True).fetchall()
+    state = _Round(
+        rows={row[0]: dict(zip(_NAMES, row, strict=True)) for row in locked},
+        changed={},
+        stats=Counter(),
+        opened={},
+        closed={},
+    )
+    for item in items:
+        _apply_one(state, item)
+    _write(conn, state)
+    return state.applied
+
+
+def _apply_one(state: _Round, item: Applied) -> None:
+    change = item.change
+    row = state.changed.get(item.stream_id) or state.rows.get(item.stream_id)
+    if item.version != (row["version"] if row else 0) + 1:
+        return  # repeated, stale, or after a gap
+    if change.created:
+        row = dict.fromkeys(_NAMES)
+        row.update(
+            notification_id=item.stream_id,
+            attempts=0,
+            created_position=item.position,
+        )
+        old: tuple[Any, Any] = (None, None)
+    elif row is None:
+        return
+    else:
+        old = (row["status"], row["channel"])
+    row.update(change.fields)
+    row.update(status=change.status, updated_at=item.at, version=item.version)
+    row["position"] = item.position
+    state.changed[item.stream_id] = row
+    state.applied += 1
+    if (row["status"], row["channel"]) != old:
+        day = row["requested_at"].astimezone(UTC).date()
+        tenant, priority = row["tenant_id"], row["priority"]
+        state.stats[(tenant, day, row["channel"], row["status"], priority)] += 1
+        if old[0] is not None:
+            state.stats[(tenant, day, old[1], old[0], priority)] -= 1
+    if change.attempt is not None:
+        _attempt(state, item, row)
+
+
+def _attempt(state: _Round, item: Applied, row: Row) -> None:
+    attempt = item.change.attempt
+    assert attempt is not None  # noqa: S101 - checked by the caller
+    key = (item.stream_id, attempt.attempt)
+    if attempt.kind == "started":
+        state.opened[key] = {
+            "notification_id": item.stream_id,
+            "attempt": attempt.attempt,
+            "tenant_id": row["tenant_id"],
+            "channel": attempt.values["channel"],
+            "provider": attempt.values["provider"],
+            "outcome": "dispatching",
+            "provider_message_id": None,
+            "error": None,
+            "permanent": None,
+            "started_at": item.at,
+            "finished_at": None,
+        }
+        return
+    closing = {
+        "outcome": attempt.kind,
+        "provider_message_id": attempt.values.get("provider_message_id"),
+        "error": attempt.values.get("error"),
+        "permanent": attempt.values.get("permanent"),
+        "finished_at": item.at,
+    }
+    target = state.opened.get(key)
+    if target is not None:  # opened in this same round: write it closed
+        target.update(closing)
+    else:
+        state.closed[key] = {"notification_id": item.stream_id, "attempt": attempt.attempt}
+        state.closed[key].update(closing)
+
+
+def _uuid_order(key: UUID) -> int:
+    return key.int
+
+
+def _columns(rows: list[Row], names: list[str]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
+
+
+def _write(conn: psycopg.Connection[Any], state: _Round) -> None:
+    if state.changed:
+        conn.execute(_STAGING)
+        with conn.cursor().copy(_COPY) as copy:
+            copy.set_types(_TYPES)
+            for key in sorted(state.changed, key=_uuid_order):
+                row = state.changed[key]
+                copy.write_row([row[name] for name in _NAMES])
+        conn.execute(_UPSERT)
+    if state.opened:
+        rows = [state.opened[key] for key in sorted(state.opened)]
+        conn.execute(_OPEN_ATTEMPTS, _columns(rows, [name for name, _ in _ATTEMPT_COLUMNS]))
+    if state.closed:
+        rows = [state.closed[key] for key in sorted(state.closed)]
+        names = [
+            "notification_id",
+            "attempt",
+            "outcome",
+            "provider_message_id",
+            "error",
+            "permanent",
+            "finished_at",
+        ]
+        conn.execute(_CLOSE_ATTEMPTS, _columns(rows, names))
+    _move_stats(conn, state.stats)
 
 
 def _move_stats(conn: psycopg.Connection[Any], stats: Counter[StatsKey]) -> None:
@@ -132,8 +260,8 @@ def _move_stats(conn: psycopg.Connection[Any], stats: Counter[StatsKey]) -> None
     columns = list(zip(*(key for key, _ in moves), strict=True))
     conn.execute(
         "INSERT INTO notification_stats (tenant_id, day, channel, status, priority, count)"
-        " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[],"
-        " %s::bigint[]) ON CONFLICT (tenant_id, day, channel, status, priority)"
+        " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[],"
+        " %b::bigint[]) ON CONFLICT (tenant_id, day, channel, status, priority)"
         " DO UPDATE SET count = notification_stats.count + EXCLUDED.count",
         (*map(list, columns), [delta for _, delta in moves]),
     )

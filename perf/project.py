@@ -1,0 +1,199 @@
+"""`python -m perf project`: events per second through the notifications projector into both
+stores (PostgreSQL and Redis), from Kafka, against consuming and decoding the same messages
+without writing anything; and the time `herald projections rebuild` takes for the same log.
+
+The log holds notifications that each went through requested, dispatch started, sent and
+delivered, appended stage by stage as a dispatcher would. The relay publishes it all first.
+The projector then starts with its position at the head, so it checks nothing against the
+log and catches nothing up from it: every event comes through Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer
+
+from domain.notifications import notification as notifications
+from domain.notifications.events import NotificationEvent
+from domain.notifications.notification import Notification
+from domain.notifications.values import Channel, Content, Priority
+from infrastructure.eventstore import catalog
+from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
+from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.kafka import notifications_topic
+from infrastructure.relay import Relay
+from infrastructure.settings import Settings
+from perf.harness import machine, servers
+from projections.notifications import maintenance
+from projections.notifications.projector import (
+    NotificationsProjector,
+    consumer_config,
+    header_values,
+)
+
+TARGET = 30_000
+REBUILD_TARGET_S = 60.0
+STAGES = 4  # events per notification
+
+
+def _fill(database_url: str, count: int) -> int:
+    """`count` notifications, each requested, dispatched, sent and delivered; returns events."""
+    now = datetime.now(UTC)
+    content = Content(subject="Your order shipped", body="It left the warehouse this morning.")
+    states: list[Notification] = []
+    first: list[StreamAppend] = []
+    for i in range(count):
+        stream = uuid.uuid4()
+        events = notifications.request(
+            tenant_id=f"perf-{i % 20}",
+            channel=Channel.EMAIL,
+            recipient=f"user{i % 5000}@example.com",
+            content=content,
+            priority=Priority.NORMAL,
+            send_at=None,
+            fallback=(),
+            metadata={},
+            idempotency_key=None,
+            requested_by="perf",
+            correlation_id=None,
+            at=now,
+        )
+        states.append(notifications.evolve(None, events[0], stream))
+        first.append(StreamAppend(stream, 0, events))
+
+    def next_stage(n: Notification, stage: int) -> list[NotificationEvent]:
+        if stage == 1:
+            return notifications.start_dispatch(n, provider="sandbox", at=now)
+        if stage == 2:
+            return notifications.record_sent(n, provider_message_id=f"m-{n.id}", at=now)
+        return notifications.record_delivered(n, at=now)
+
+    async def go() -> None:
+        writer = GroupCommitWriter(database_url, catalog.codec())
+        await writer.start()
+        try:
+            for start in range(0, len(first), 5000):
+                await writer.append(first[start : start + 5000])
+            for stage in range(1, STAGES):
+                appends = []
+                for index, n in enumerate(states):
+                    events = next_stage(n, stage)
+                    appends.append(StreamAppend(n.id, n.version, events))
+                    states[index] = notifications.evolve(n, events[0], n.id)
+                for start in range(0, len(appends), 5000):
+                    await writer.append(appends[start : start + 5000])
+        finally:
+            await writer.stop()
+
+    asyncio.run(go())
+    return count * STAGES
+
+
+def _publish(settings: Settings, events: int) -> None:
+    relay = Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    while relay.published < events:
+        if not thread.is_alive():
+            raise RuntimeError("the relay stopped before publishing everything")
+        time.sleep(0.05)
+    stop.set()
+    thread.join(30)
+
+
+def _consume_and_decode(settings: Settings, events: int) -> float:
+    """The baseline: the same consumer settings, the same decoding, no writes."""
+    assert settings.kafka_bootstrap is not None  # noqa: S101 - servers() set it
+    codec = catalog.codec()
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"perf-{uuid.uuid4().hex}"))
+    consumer.subscribe([notifications_topic(settings.namespace)])
+    seen = 0
+    started: float | None = None
+    try:
+        while seen < events:
+            for message in consumer.consume(5000, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                headers = header_values(message)
+                value = message.value() or b""
+                codec.decode(f"{headers['event_type']}@{headers['schema_version']}", value)
+                seen += 1
+    finally:
+        consumer.close()
+    return seen / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def _project(settings: Settings, events: int) -> tuple[float, dict[str, int], dict[str, float]]:
+    """Events per second from the first message applied to the last partition offset saved."""
+    assert settings.database_url is not None  # noqa: S101 - servers() set it
+    database_url = settings.database_url.reveal()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
+        save_position(conn, NOTIFICATIONS_PROJECTION, int(row[0]) if row else 0)
+    projector = NotificationsProjector(
+        settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    thread.start()
+    while projector.applied["kafka"] == 0:
+        if not thread.is_alive():
+            raise RuntimeError("the projector stopped")
+        time.sleep(0.005)
+    started = time.perf_counter()
+    first = projector.applied["kafka"]
+    while projector.applied["kafka"] < events:
+        if not thread.is_alive():
+            raise RuntimeError("the projector stopped")
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join(30)
+    stages = {k: round(v / events * 1e6, 2) for k, v in projector.seconds.items()}
+    return (events - first) / elapsed, dict(projector.applied), stages
+
+
+def _rebuild(settings: Settings) -> float:
+    assert settings.database_url is not None  # noqa: S101 - servers() set it
+    started = time.perf_counter()
+    maintenance.rebuild(
+        settings.database_url.reveal(), catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
+    )
+    return time.perf_counter() - started
+
+
+def run(quick: bool) -> dict[str, Any]:
+    count = 25_000 if quick else 250_000  # notifications; four events each
+    with servers() as settings:
+        if settings.database_url is None:
+            raise ValueError("no servers")
+        events = _fill(settings.database_url.reveal(), count)
+        _publish(settings, events)
+        baseline = _consume_and_decode(settings, events)
+        rate, applied, stages = _project(settings, events)
+        rebuild_s = _rebuild(settings)
+    return {
+        "scenario": "project",
+        "value": round(rate, 1),
+        "unit": "events/s",
+        "baseline": round(baseline, 1),
+        "ratio": round(rate / baseline, 3),
+        "events": events,
+        "applied": applied,
+        "projector_us_per_event": stages,
+        "target_events_per_s": TARGET,
+        "rebuild_s": round(rebuild_s, 1),
+        "rebuild_events_per_s": round(events / rebuild_s, 1),
+        "rebuild_target_s_per_million": REBUILD_TARGET_S,
+        "machine": machine(),
+    }
