@@ -7,14 +7,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import auth, command, ingest, project, relay
+from perf import auth, command, e2e, ingest, project, read, relay
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "auth": auth.run,
     "command": command.run,
+    "e2e": e2e.run,
     "ingest": ingest.run,
     "project": project.run,
+    "read": read.run,
     "relay": relay.run,
 }
 

@@ -84,6 +84,7 @@ def wrk(
     headers: dict[str, str] | None = None,
     post: bytes | None = None,
     pause_ms: float | None = None,
+    script: Path | None = None,
 ) -> Load:
     """Drive `url` with wrk (Debian package `wrk`) and parse its report.
 
@@ -99,7 +100,6 @@ def wrk(
         argv += ["-H", f"{name}: {value}"]
     with tempfile.TemporaryDirectory() as scratch:
         if post is not None or pause_ms is not None:
-            script = Path(scratch) / "load.lua"
             lines = []
             if post is not None:
                 (Path(scratch) / "body.json").write_bytes(post)
@@ -112,7 +112,9 @@ def wrk(
                 ]
             if pause_ms is not None:
                 lines.append(f"function delay() return {pause_ms} end")
+            script = Path(scratch) / "load.lua"
             script.write_text("\n".join(lines) + "\n")
+        if script is not None:
             argv += ["-s", str(script)]
         out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     rps = float(_find(r"Requests/sec:\s+([\d.]+)", out))
@@ -148,6 +150,12 @@ def median_load(runs: list[Load]) -> Load:
 def sender_token(settings: Settings) -> str:
     """An access token for a `sender` of tenant `bench`, as a service client would hold."""
     from domain.identity.roles import Role  # noqa: PLC0415
+
+    return token_for(settings, Role.SENDER)
+
+
+def token_for(settings: Settings, *roles: Any) -> str:
+    """An access token with `roles` in tenant `bench`."""
     from infrastructure.auth.tokens import TokenService  # noqa: PLC0415
 
     return (
@@ -157,10 +165,35 @@ def sender_token(settings: Settings) -> str:
             subject=str(uuid.uuid4()),
             tenant_id="bench",
             family="bench",
-            roles=frozenset({Role.SENDER}),
+            roles=frozenset(roles),
         )
         .token
     )
+
+
+def wrk_paths(url: str, paths: list[str], *, seconds: int, headers: dict[str, str]) -> Load:
+    """wrk GETs cycling through `paths` (each thread from its own offset)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        listing = Path(scratch) / "paths.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        script = Path(scratch) / "paths.lua"
+        script.write_text(
+            "\n".join(
+                [
+                    "local paths = {}",
+                    f'for line in io.lines("{listing}") do paths[#paths + 1] = line end',
+                    "local n = 0",
+                    "function setup(thread) n = n + 1; thread:set('offset', n * 7919) end",
+                    "function init(args) i = offset end",
+                    "function request()",
+                    "  i = i + 1",
+                    "  return wrk.format('GET', paths[(i % #paths) + 1])",
+                    "end",
+                ]
+            )
+            + "\n"
+        )
+        return wrk(url, seconds=seconds, headers=headers, script=script)
 
 
 def machine() -> dict[str, Any]:

@@ -43,7 +43,7 @@ REBUILD_TARGET_S = 60.0
 STAGES = 4  # events per notification
 
 
-def _fill(database_url: str, count: int) -> int:
+def _fill(database_url: str, count: int, tenant: str | None = None) -> int:
     """`count` notifications, each requested, dispatched, sent and delivered; returns events."""
     now = datetime.now(UTC)
     content = Content(subject="Your order shipped", body="It left the warehouse this morning.")
@@ -52,7 +52,7 @@ def _fill(database_url: str, count: int) -> int:
     for i in range(count):
         stream = uuid.uuid4()
         events = notifications.request(
-            tenant_id=f"perf-{i % 20}",
+            tenant_id=tenant or f"perf-{i % 20}",
             channel=Channel.EMAIL,
             recipient=f"user{i % 5000}@example.com",
             content=content,

@@ -47,12 +47,24 @@ async def projection_position(resources: Resources) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-async def await_position(resources: Resources, *wanted: int | None) -> int:
-    """Wait until the projection reaches the highest of `wanted`; returns where it is."""
+async def await_position(resources: Resources, *wanted: int | None) -> None:
+    """Wait until the projection reaches the highest of `wanted`; reads nothing when none
+    was asked for."""
     target = max((w for w in wanted if w is not None), default=None)
-    reached = await projection_position(resources)
+    if target is not None:
+        await _wait_for(resources, target)
+
+
+async def current_position(resources: Resources, *wanted: int | None) -> int:
+    """The projection's position, after waiting for the highest of `wanted` if any."""
+    target = max((w for w in wanted if w is not None), default=None)
     if target is None:
-        return reached
+        return await projection_position(resources)
+    return await _wait_for(resources, target)
+
+
+async def _wait_for(resources: Resources, target: int) -> int:
+    reached = await projection_position(resources)
     deadline = time.monotonic() + resources.settings.read_wait_ms / 1000
     waited = False
     while reached < target:

@@ -27,7 +27,12 @@ from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
 from read_api.notifications.http import list_notifications
-from read_api.visibility import MinPosition, MinPositionHeader, await_position
+from read_api.visibility import (
+    MinPosition,
+    MinPositionHeader,
+    await_position,
+    current_position,
+)
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
 RELAY = "relay"
@@ -230,7 +235,7 @@ async def metrics(
     min_position_header: MinPositionHeader = None,
 ) -> Metrics:
     tenant = current_principal(request).tenant_id
-    reached = await await_position(resources, min_position, min_position_header)
+    reached = await current_position(resources, min_position, min_position_header)
     counts = cache_counts()
     lookups = counts["hit"] + counts["miss"]
     head, _ = await _positions(resources)

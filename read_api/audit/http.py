@@ -18,7 +18,11 @@ from infrastructure.auth.guard import current_principal
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.resources import Resources
 from read_api.notifications.http import AUDITORS, HistoryEvent, history_event
-from read_api.visibility import MinPosition, MinPositionHeader, await_position
+from read_api.visibility import (
+    MinPosition,
+    MinPositionHeader,
+    current_position,
+)
 
 MAX_EVENTS = 1000
 
@@ -48,7 +52,7 @@ async def list_events(
     min_position_header: MinPositionHeader = None,
 ) -> EventPage:
     tenant = current_principal(request).tenant_id
-    head = await await_position(resources, min_position, min_position_header)
+    head = await current_position(resources, min_position, min_position_header)
     async with resources.db.connection() as conn:
         rows = await (
             await conn.execute(

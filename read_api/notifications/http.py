@@ -29,7 +29,12 @@ from infrastructure.metrics import READ_CACHE
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
-from read_api.visibility import MinPosition, MinPositionHeader, await_position
+from read_api.visibility import (
+    MinPosition,
+    MinPositionHeader,
+    await_position,
+    current_position,
+)
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
 AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
@@ -197,7 +202,7 @@ async def list_notifications(
     min_position_header: MinPositionHeader = None,
 ) -> NotificationPage:
     tenant = current_principal(request).tenant_id
-    reached = await await_position(resources, min_position, min_position_header)
+    reached = await current_position(resources, min_position, min_position_header)
     snapshot, after = decode_token(cursor, tuple[int, int]) if cursor else (reached, None)
     where = ["tenant_id = %s", "created_position <= %s"]
     params: list[Any] = [tenant, snapshot]
