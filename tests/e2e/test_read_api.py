@@ -290,3 +290,37 @@ def test_admin_and_audit_inputs_are_checked(
     response = httpx.get(f"{api_url}{path}", headers=admin.headers)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_tenants_never_see_each_others_notifications_or_events(
+    api_url: str,
+    account: AccountFactory,
+    projector: None,
+    event_store: EventStore,
+    stack: Settings,
+) -> None:
+    ours, theirs = account(Role.ADMIN), account(Role.ADMIN)
+    mine = _send(api_url, ours)
+    other = _send(api_url, theirs, recipient="ada@example.com")
+    _dead_letter(event_store, other["id"], "blocked")
+    with psycopg.connect(stack.database_url.reveal() if stack.database_url else "") as conn:
+        head_row = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
+    assert head_row is not None
+    head = head_row[0]
+
+    def ids(path: str) -> list[str]:
+        response = _get(api_url, ours, path, min_position=head)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert ids("/notifications") == [mine["id"]]
+    assert ids("/admin/notifications") == [mine["id"]]
+    assert ids("/admin/dlq") == []
+    events = _get(api_url, ours, "/events", after=0, limit=1000, min_position=head).json()
+    positions = {e["position"] for e in events["events"]}
+    assert mine["position"] in positions
+    assert other["position"] not in positions
+    dashboard = _get(api_url, ours, "/admin/dashboard").json()
+    assert dashboard["statuses"] == {"requested": 1}
+    assert _get(api_url, ours, f"/notifications/{other['id']}").status_code == 404
+    assert _get(api_url, ours, f"/notifications/{other['id']}/history").status_code == 404
