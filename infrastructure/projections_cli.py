@@ -94,12 +94,13 @@ def verify(settings: Settings, name: str) -> bool:
 def rebuild(settings: Settings, name: str) -> None:
     from projections.notifications import maintenance  # noqa: PLC0415
 
-    database_url, _, _ = require_servers(settings)
+    database_url, redis_url, _ = require_servers(settings)
     with _bar(f"rebuilding {name}") as progress:
         position = maintenance.rebuild(
             database_url,
             catalog.codec(),
             list(catalog.NOTIFICATION_EVENT_NAMES),
             progress=progress,
+            redis_target=(redis_url, settings.namespace),
         )
-    print(f"{name}: rebuilt up to position {position} and swapped in")
+    print(f"{name}: rebuilt up to position {position} and swapped in, Redis models refilled")

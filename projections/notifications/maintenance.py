@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis
@@ -29,9 +30,10 @@ from psycopg import sql
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import read_after, save_position, stored_position
-from infrastructure.redis_keys import RedisKeys
+from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
 from projections.notifications import view
 from projections.notifications.changes import change_for
+from projections.notifications.live import text
 from projections.notifications.projector import NAME
 from projections.notifications.view import Applied
 
@@ -158,8 +160,10 @@ def replay(
     progress: Progress = _quiet,
     done: int = 0,
     total: int = 0,
+    seen: Counter[tuple[str, str]] | None = None,
 ) -> int:
-    """Apply the log's events in (after, upto] through the search path; returns `upto`."""
+    """Apply the log's events in (after, upto] through the search path; returns `upto`.
+    `seen` counts the events by tenant and type, for the dashboard counters."""
     position = after
     while position < upto:
         rows = [r for r in read_after(conn, position, names, BATCH) if r[0] <= upto]
@@ -169,6 +173,8 @@ def replay(
         for at_position, stream_id, version, topic, state in rows:
             event = codec.decode(topic, state)
             items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
+            if seen is not None:
+                seen[(getattr(event, "tenant_id", ""), type(event).__name__)] += 1
         items.sort(key=lambda item: (item.stream_id.int, item.version))
         with conn.transaction():
             view.apply(conn, items)
@@ -247,6 +253,8 @@ def verify(
                 )
             if redis_url is not None:
                 comparisons.append(_compare_redis(conn, redis_url, namespace, schema, changed))
+                if not changed:
+                    comparisons.append(_compare_dashboards(conn, redis_url, namespace, schema))
         return VerifyReport(position, len(changed), comparisons)
 
 
@@ -339,6 +347,49 @@ def _compare_redis(
     )
 
 
+def _compare_dashboards(
+    conn: psycopg.Connection[Any], redis_url: str, namespace: str, schema: str
+) -> Comparison:
+    """Each tenant's `status:*` dashboard counters against the replayed view's counts."""
+    keys = RedisKeys(namespace)
+    expected: dict[str, dict[str, int]] = {}
+    for tenant, status, count in conn.execute(
+        sql.SQL(
+            "SELECT tenant_id, status, count(*) FROM {}.notification_view GROUP BY 1, 2"
+        ).format(sql.Identifier(schema))
+    ).fetchall():
+        expected.setdefault(keys.dashboard(tenant), {})[status] = int(count)
+    client = redis.Redis.from_url(redis_url)
+    found: dict[str, dict[str, int]] = {}
+    try:
+        for key in client.scan_iter(match=keys.dashboard("*"), count=1000):
+            counters = cast("dict[bytes, bytes]", client.hgetall(key))
+            statuses = {
+                name.decode().removeprefix("status:"): int(value)
+                for name, value in counters.items()
+                if name.startswith(b"status:") and int(value)
+            }
+            if statuses:
+                found[key.decode()] = statuses
+    finally:
+        client.close()
+    differing = [
+        f"{key}: redis has {found.get(key)}, replay {expected.get(key)}"
+        for key in sorted(set(expected) | set(found))
+        if found.get(key) != expected.get(key)
+    ][:SHOWN]
+    return Comparison(
+        "redis dashboard counters",
+        Digest(len(found), _hash(_canonical(found))),
+        Digest(len(expected), _hash(_canonical(expected))),
+        differing,
+    )
+
+
+def _canonical(counters: dict[str, dict[str, int]]) -> str:
+    return repr(sorted((key, sorted(values.items())) for key, values in counters.items()))
+
+
 def _hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
@@ -348,15 +399,25 @@ def rebuild(
     codec: EventCodec,
     names: list[str],
     progress: Progress = _quiet,
+    redis_target: tuple[str, str] | None = None,
 ) -> int:
-    """Rebuild the SQL read models from the log and swap them in; returns the position."""
+    """Rebuild the SQL read models from the log and swap them in, then the Redis models
+    from them when `redis_target` (URL, namespace) is given; returns the position."""
+    seen: Counter[tuple[str, str]] = Counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
         live = _live_schema(conn)
         target = head(conn)
         total = _count_events(conn, 0, target, names)
         with shadow(conn, "herald_rebuild") as schema:
             position = replay(
-                conn, codec, names, after=0, upto=target, progress=progress, total=total
+                conn,
+                codec,
+                names,
+                after=0,
+                upto=target,
+                progress=progress,
+                total=total,
+                seen=seen,
             )
             # Catch up outside the locks while the log keeps growing fast.
             while head(conn) - position > CATCH_UP_UNTIL:
@@ -372,15 +433,99 @@ def rebuild(
                     progress=progress,
                     done=done,
                     total=total,
+                    seen=seen,
                 )
             with conn.transaction():
                 _lock(conn, live)
                 target = head(conn)
-                position = replay(conn, codec, names, after=position, upto=target)
+                position = replay(conn, codec, names, after=position, upto=target, seen=seen)
                 _swap(conn, live, schema)
                 save_position(conn, NAME, position)
             progress(total, total)
+        if redis_target is not None:
+            client = redis.Redis.from_url(redis_target[0])
+            try:
+                rebuild_redis(conn, client, RedisKeys(redis_target[1]), seen)
+            finally:
+                client.close()
         return position
+
+
+_REFILL = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+_HASHED = [name for name, _ in view.COLUMNS if name not in {"notification_id", "created_position"}]
+
+
+def rebuild_redis(
+    conn: psycopg.Connection[Any],
+    client: redis.Redis,
+    keys: RedisKeys,
+    seen: Counter[tuple[str, str]],
+) -> None:
+    """The Redis models from the SQL ones: status hashes refilled unless the projector has
+    already written a newer version; every per-tenant key built aside and renamed over the
+    old one, so a reader sees the old key or the new one, never a half-built one."""
+    refill = client.register_script(_REFILL)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in ["notification_id", *_HASHED])
+    with conn.cursor(name="herald_rebuild_redis") as cursor, conn.transaction():
+        cursor.execute(sql.SQL("SELECT {} FROM notification_view").format(columns))
+        while rows := cursor.fetchmany(2000):
+            pipe = client.pipeline(transaction=False)
+            for row in rows:
+                pairs = [
+                    v
+                    for name, value in zip(_HASHED, row[1:], strict=True)
+                    for v in (name, text(value))
+                ]
+                version = row[1 + _HASHED.index("version")]
+                refill(keys=[keys.status(row[0])], args=[version, *pairs], client=pipe)
+            pipe.execute()
+    built: dict[str, dict[str, int]] = {}
+    for tenant, status, count in conn.execute(
+        "SELECT tenant_id, status, count(*) FROM notification_view GROUP BY 1, 2"
+    ).fetchall():
+        built.setdefault(keys.dashboard(tenant), {})[f"status:{status}"] = count
+    for (tenant, name), count in seen.items():
+        built.setdefault(keys.dashboard(tenant), {})[f"events:{name}"] = count
+    for tenant, recipient, count in conn.execute(
+        "SELECT tenant_id, recipient, count(*) FROM notification_view"
+        " WHERE status IN ('sent', 'delivered') GROUP BY 1, 2"
+    ).fetchall():
+        built.setdefault(keys.unread(tenant), {})[recipient] = count
+    recent: dict[str, dict[str, int]] = {}
+    for tenant, recipient, notification_id, requested_at in conn.execute(
+        "SELECT tenant_id, recipient, notification_id, requested_at FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY tenant_id, recipient"
+        " ORDER BY requested_at DESC) AS rank FROM notification_view"
+        " WHERE status <> 'erased') newest WHERE rank <= %s",
+        (RECENT_KEPT,),
+    ).fetchall():
+        score = int(requested_at.timestamp() * 1000)
+        recent.setdefault(keys.recent(tenant, recipient), {})[str(notification_id)] = score
+    pipe = client.pipeline(transaction=False)
+    for key, fields in built.items():
+        pipe.delete(f"{key}:rebuild")
+        pipe.hset(f"{key}:rebuild", mapping=cast("Any", fields))  # redis-py's key type is narrower
+        pipe.rename(f"{key}:rebuild", key)
+    for key, members in recent.items():
+        pipe.delete(f"{key}:rebuild")
+        pipe.zadd(f"{key}:rebuild", members)
+        pipe.rename(f"{key}:rebuild", key)
+    pipe.execute()
+    kept = set(built) | set(recent)
+    for pattern in ("dashboard:*", "unread:*", "recent:*"):
+        stale = [
+            key
+            for key in client.scan_iter(match=f"{keys.prefix}{pattern}", count=1000)
+            if key.decode() not in kept
+        ]
+        for start in range(0, len(stale), 1000):
+            client.delete(*stale[start : start + 1000])
 
 
 def _lock(conn: psycopg.Connection[Any], live: str) -> None:
