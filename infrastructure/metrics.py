@@ -24,6 +24,11 @@ READ_CACHE = Counter(
     "Notification lookups by id, by where they were answered from: hit (Redis) or miss (SQL).",
     ["result"],
 )
+LIST_CACHE = Counter(
+    "herald_list_cache_total",
+    "Notification list pages by where they were answered from: hit (Redis) or miss (SQL).",
+    ["result"],
+)
 READ_WAITS = Counter(
     "herald_read_wait_total",
     "Reads that asked for min_position, by outcome: ready, waited, or unavailable (503).",
@@ -40,8 +45,8 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-def cache_counts() -> dict[str, float]:
-    """Hits and misses so far, as this process sees them (all workers in multiprocess mode)."""
+def cache_counts(metric: str = "herald_read_cache") -> dict[str, float]:
+    """Hits and misses of `metric` so far (all workers' in multiprocess mode)."""
     registry: CollectorRegistry
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
@@ -52,7 +57,7 @@ def cache_counts() -> dict[str, float]:
         registry = REGISTRY
     counts = {"hit": 0.0, "miss": 0.0}
     for family in registry.collect():
-        if family.name == "herald_read_cache":
+        if family.name == metric:
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     counts[sample.labels["result"]] = sample.value

@@ -36,3 +36,16 @@ class RedisKeys:
     def offsets(self, projection: str) -> str:
         """A hash: Kafka partition to the next offset the projection reads there."""
         return f"{self.prefix}offsets:{projection}"
+
+    def list_version(self, tenant_id: str) -> str:
+        """A counter moved after every commit that changes the tenant's notifications: the
+        tag every cached list of the tenant is keyed by."""
+        return f"{self.prefix}listver:{tenant_id}"
+
+    def list_pages(self, tenant_id: str) -> str:
+        """The start of every cached list page key of the tenant."""
+        return f"{self.prefix}list:{tenant_id}:"
+
+    def list_page(self, tenant_id: str, version: str | int, query: str) -> str:
+        """A cached page of the tenant's notification list at `version`, for `query`."""
+        return f"{self.list_pages(tenant_id)}{version}:{query}"

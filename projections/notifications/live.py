@@ -106,6 +106,16 @@ class LiveModels:
             self._script(keys=[self._offsets], args=args, client=pipe)
         return sum(int(result) for result in pipe.execute())
 
+    def invalidate_lists(self, tenants: set[str]) -> None:
+        """Move the list version of each tenant whose notifications changed, once the change
+        is committed in PostgreSQL: lists cached under the old version are never read again,
+        and a list read under the new one sees the change."""
+        if tenants:
+            pipe = self._client.pipeline(transaction=False)
+            for tenant in sorted(tenants):
+                pipe.incr(self._keys.list_version(tenant))
+            pipe.execute()
+
     def offsets(self) -> dict[int, int]:
         stored = self._client.hgetall(self._offsets)
         return {int(partition): int(offset) for partition, offset in stored.items()}

@@ -518,7 +518,7 @@ def rebuild_redis(
         pipe.rename(f"{key}:rebuild", key)
     pipe.execute()
     kept = set(built) | set(recent)
-    for pattern in ("dashboard:*", "unread:*", "recent:*"):
+    for pattern in ("dashboard:*", "unread:*", "recent:*", "list:*"):
         stale = [
             key
             for key in client.scan_iter(match=f"{keys.prefix}{pattern}", count=1000)

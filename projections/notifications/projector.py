@@ -228,9 +228,10 @@ class NotificationsProjector:
             for attempt in range(DEADLOCK_RETRIES):
                 try:
                     with conn.transaction():
-                        view.apply(conn, [item.applied for item in items])
+                        tenants = view.apply(conn, [item.applied for item in items])
                         self._save_offsets(conn, offsets)
                     self._clock("sql", started, time.perf_counter())
+                    live.invalidate_lists(tenants)
                 except psycopg.errors.DeadlockDetected:
                     log.warning("deadlock applying a round; retrying", attempt=attempt + 1)
                     continue

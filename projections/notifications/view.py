@@ -132,11 +132,11 @@ class _Round:
     applied: int = 0
 
 
-def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> int:
-    """Apply `items` (in stream and version order) in the caller's transaction; returns how
-    many were applied rather than skipped."""
+def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> set[str]:
+    """Apply `items` (in stream and version order) in the caller's transaction; returns the
+    tenants whose notifications changed."""
     if not items:
-        return 0
+        return set()
     ids = sorted({item.stream_id for item in items}, key=_uuid_order)
     locked = conn.execute(_LOCK, (ids,), binary=True).fetchall()
     state = _Round(
@@ -149,7 +149,7 @@ def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> int:
     for item in items:
         _apply_one(state, item)
     _write(conn, state)
-    return state.applied
+    return {row["tenant_id"] for row in state.changed.values()}
 
 
 def _apply_one(state: _Round, item: Applied) -> None:

@@ -86,6 +86,7 @@ class QueueStats(msgspec.Struct, frozen=True):
 class Metrics(msgspec.Struct, frozen=True):
     read_cache: dict[str, float]  # this API's lookups by id: hit (Redis), miss (SQL)
     read_cache_hit_rate: float | None
+    list_cache: dict[str, float]  # this API's list pages: hit (Redis), miss (SQL)
     log_head: int
     projection_lag: int
     notifications_by_status: dict[str, int]  # this tenant's, from the statistics model
@@ -250,6 +251,7 @@ async def metrics(
     return Metrics(
         read_cache=counts,
         read_cache_hit_rate=counts["hit"] / lookups if lookups else None,
+        list_cache=cache_counts("herald_list_cache"),
         log_head=head,
         projection_lag=max(0, head - reached),
         notifications_by_status={status: int(total) for status, total in rows},

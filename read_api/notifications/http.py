@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 from uuid import UUID
@@ -25,7 +26,7 @@ from domain.identity.roles import Role
 from domain.notifications.values import Channel, Priority
 from infrastructure.auth.guard import allow, current_principal
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.metrics import READ_CACHE
+from infrastructure.metrics import LIST_CACHE, READ_CACHE
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
@@ -33,7 +34,7 @@ from read_api.visibility import (
     MinPosition,
     MinPositionHeader,
     await_position,
-    current_position,
+    projection_position,
 )
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
@@ -202,39 +203,90 @@ async def list_notifications(
     min_position_header: MinPositionHeader = None,
 ) -> NotificationPage:
     tenant = current_principal(request).tenant_id
-    reached = await current_position(resources, min_position, min_position_header)
-    snapshot, after = decode_token(cursor, tuple[int, int]) if cursor else (reached, None)
+    await await_position(resources, min_position, min_position_header)
+    query = ListQuery(
+        status, channel, priority, recipient, created_after, created_before, sort, limit, cursor
+    )
+    keys = RedisKeys(resources.settings.namespace)
+    # The tenant's list version is read before the list: a change committed after this read
+    # moves the version, so a page cached now is never served for a newer version.
+    version, cached = await resources.redis.eval(
+        _CACHED_PAGE, 1, keys.list_version(tenant), keys.list_pages(tenant), query.key()
+    )
+    if cached is not None:
+        LIST_CACHE.labels("hit").inc()
+        return _page_decoder.decode(cached)
+    LIST_CACHE.labels("miss").inc()
+    page = await _list_page(resources, tenant, query)
+    await resources.redis.set(
+        keys.list_page(tenant, version.decode(), query.key()),
+        msgspec.json.encode(page),
+        ex=LIST_CACHE_TTL_S,
+    )
+    return page
+
+
+class ListQuery(msgspec.Struct, frozen=True, array_like=True):
+    status: str | None
+    channel: Channel | None
+    priority: Priority | None
+    recipient: str | None
+    created_after: datetime | None
+    created_before: datetime | None
+    sort: str
+    limit: int
+    cursor: str | None
+
+    def key(self) -> str:
+        return hashlib.blake2b(msgspec.json.encode(self), digest_size=16).hexdigest()
+
+
+# KEYS[1]: the tenant's list version. ARGV: the page key without version and query, the query.
+_CACHED_PAGE = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ':' .. ARGV[2])}
+"""
+LIST_CACHE_TTL_S = 300
+_page_decoder = msgspec.json.Decoder(NotificationPage)
+
+
+async def _list_page(resources: Resources, tenant: str, query: ListQuery) -> NotificationPage:
+    if query.cursor:
+        snapshot, after = decode_token(query.cursor, tuple[int, int])
+    else:
+        snapshot, after = await projection_position(resources), None
     where = ["tenant_id = %s", "created_position <= %s"]
     params: list[Any] = [tenant, snapshot]
     if after is not None:
-        where.append("created_position > %s" if sort == "created" else "created_position < %s")
+        ascending = query.sort == "created"
+        where.append("created_position > %s" if ascending else "created_position < %s")
         params.append(after)
     for column, value in (
-        ("status", status),
-        ("channel", channel.value if channel else None),
-        ("priority", priority.value if priority else None),
-        ("recipient", recipient),
+        ("status", query.status),
+        ("channel", query.channel.value if query.channel else None),
+        ("priority", query.priority.value if query.priority else None),
+        ("recipient", query.recipient),
     ):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
-    if created_after is not None:
+    if query.created_after is not None:
         where.append("requested_at >= %s")
-        params.append(created_after)
-    if created_before is not None:
+        params.append(query.created_after)
+    if query.created_before is not None:
         where.append("requested_at < %s")
-        params.append(created_before)
-    order = "ASC" if sort == "created" else "DESC"
+        params.append(query.created_before)
+    order = "ASC" if query.sort == "created" else "DESC"
     async with resources.db.connection() as conn:
         rows = await (
             await conn.execute(
                 f"SELECT {_COLUMNS}, created_position FROM notification_view"  # noqa: S608
                 f" WHERE {' AND '.join(where)} ORDER BY created_position {order} LIMIT %s",
-                (*params, limit + 1),
+                (*params, query.limit + 1),
             )
         ).fetchall()
-    page = rows[:limit]
-    following = encode_token((snapshot, page[-1][-1])) if len(rows) > limit else None
+    page = rows[: query.limit]
+    following = encode_token((snapshot, page[-1][-1])) if len(rows) > query.limit else None
     return NotificationPage(
         items=[NotificationView(*row[:-1]) for row in page],
         next_cursor=following,

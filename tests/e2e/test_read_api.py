@@ -324,3 +324,31 @@ def test_tenants_never_see_each_others_notifications_or_events(
     assert dashboard["statuses"] == {"requested": 1}
     assert _get(api_url, ours, f"/notifications/{other['id']}").status_code == 404
     assert _get(api_url, ours, f"/notifications/{other['id']}/history").status_code == 404
+
+
+def test_a_cached_list_is_served_until_the_tenant_changes(
+    api_url: str, account: AccountFactory, projector: None
+) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    sender, admin = account(Role.SENDER, tenant=tenant), account(Role.ADMIN, tenant=tenant)
+    first = _send(api_url, sender)
+    listed = _get(api_url, sender, "/notifications", min_position=first["position"]).json()
+    hits = _list_counter(api_url, admin, "hit")
+    assert _get(api_url, sender, "/notifications").json() == listed
+    assert _list_counter(api_url, admin, "hit") == hits + 1
+    second = _send(api_url, sender)
+    relisted = _get(api_url, sender, "/notifications", min_position=second["position"]).json()
+    assert [i["id"] for i in relisted["items"]] == [second["id"], first["id"]]
+    # Another tenant's change leaves this tenant's cached list alone.
+    _send(api_url, account(Role.SENDER))
+    hits = _list_counter(api_url, admin, "hit")
+    assert _get(api_url, sender, "/notifications").json() == relisted
+    assert _list_counter(api_url, admin, "hit") == hits + 1
+
+
+def _list_counter(api_url: str, admin: Account, result: str) -> float:
+    text = _get(api_url, admin, "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(f'herald_list_cache_total{{result="{result}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
