@@ -26,6 +26,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.kafka import admin_client
+from infrastructure.redis_batch import HashReader
 from infrastructure.settings import Settings, SettingsError
 from infrastructure.web.rate_limit import RateLimiter
 
@@ -39,6 +40,7 @@ class Resources:
     settings: Settings
     db: AsyncConnectionPool
     redis: aioredis.Redis
+    hashes: HashReader  # batched HGETALLs for hot read paths
     kafka_admin: AdminClient
     event_store: EventStore
     writer: GroupCommitWriter
@@ -101,6 +103,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             settings=settings,
             db=pool,
             redis=client,
+            hashes=HashReader(client),
             kafka_admin=admin_client(bootstrap),
             event_store=store,
             writer=writer,

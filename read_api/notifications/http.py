@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -150,7 +150,7 @@ async def get_notification(
     tenant = current_principal(request).tenant_id
     await await_position(resources, min_position, min_position_header)
     key = RedisKeys(resources.settings.namespace).status(notification_id)
-    stored = cast("dict[bytes, bytes]", await resources.redis.hgetall(key))
+    stored = await resources.hashes.get(key)
     if stored:
         READ_CACHE.labels("hit").inc()
         if stored.get(b"tenant_id", b"").decode() != tenant:
