@@ -21,6 +21,11 @@ class RedisKeys:
         """A hash of the notification's current state, as GET /notifications/{id} shows it."""
         return f"{self.prefix}n:{notification_id}"
 
+    def cached_status(self, notification_id: UUID | str) -> str:
+        """The read API's own copy of a notification read from SQL while its status hash was
+        missing: kept apart from the hash, which only the projector writes."""
+        return f"{self.prefix}c:{notification_id}"
+
     def recent(self, tenant_id: str, recipient: str) -> str:
         """A sorted set of notification ids, scored by request time in milliseconds."""
         return f"{self.prefix}recent:{tenant_id}:{recipient}"

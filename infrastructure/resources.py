@@ -26,7 +26,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.kafka import admin_client
-from infrastructure.redis_batch import HashReader
+from infrastructure.redis_batch import StatusReader
 from infrastructure.settings import Settings, SettingsError
 from infrastructure.web.rate_limit import RateLimiter
 
@@ -40,7 +40,7 @@ class Resources:
     settings: Settings
     db: AsyncConnectionPool
     redis: aioredis.Redis
-    hashes: HashReader  # batched HGETALLs for hot read paths
+    statuses: StatusReader  # batched reads for GET /notifications/{id}
     kafka_admin: AdminClient
     event_store: EventStore
     writer: GroupCommitWriter
@@ -103,7 +103,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             settings=settings,
             db=pool,
             redis=client,
-            hashes=HashReader(client),
+            statuses=StatusReader(client),
             kafka_admin=admin_client(bootstrap),
             event_store=store,
             writer=writer,

@@ -1,7 +1,8 @@
 """Notification queries, served from the read models the notifications projection keeps.
 
-- `GET /notifications/{id}`: Redis first (the status hash), then `notification_view`, which
-  also refills Redis; hits and misses are counted.
+- `GET /notifications/{id}`: Redis first (the projector's status hash, or the API's own
+  short-lived copy of an earlier SQL read), then `notification_view`; hits and misses are
+  counted.
 - `GET /notifications`: filtered, keyset-paged by creation position. The first page pins a
   snapshot (the projection's position then); later pages list only notifications created up
   to it, so inserts between pages neither shift nor repeat anything, and nothing up to the
@@ -103,13 +104,15 @@ class History(msgspec.Struct, frozen=True):
 
 _FIELDS = tuple(f for f in NotificationView.__struct_fields__ if f != "id")
 _COLUMNS = ", ".join(("notification_id", *_FIELDS))
-_REFILL = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if current >= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
+CACHE_TTL_S = 30  # how long a copy read from SQL may answer while the status hash is missing
+
+
+class _Cached(msgspec.Struct, frozen=True, array_like=True):
+    tenant: str
+    view: NotificationView
+
+
+_cached = msgspec.json.Decoder(_Cached)
 
 
 def _from_hash(notification_id: UUID, stored: dict[bytes, bytes]) -> NotificationView:
@@ -118,19 +121,6 @@ def _from_hash(notification_id: UUID, stored: dict[bytes, bytes]) -> Notificatio
         if value:
             fields[name.decode()] = value.decode()
     return msgspec.convert(fields, NotificationView, strict=False)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-async def _refill(resources: Resources, key: str, tenant: str, view: NotificationView) -> None:
-    pairs: list[str] = ["tenant_id", tenant]
-    for name in _FIELDS:
-        pairs += [name, _text(getattr(view, name))]
-    await resources.redis.eval(_REFILL, 1, key, view.version, *pairs)
 
 
 @get(
@@ -149,13 +139,21 @@ async def get_notification(
 ) -> NotificationView:
     tenant = current_principal(request).tenant_id
     await await_position(resources, min_position, min_position_header)
-    key = RedisKeys(resources.settings.namespace).status(notification_id)
-    stored = await resources.hashes.get(key)
-    if stored:
+    keys = RedisKeys(resources.settings.namespace)
+    cache_key = keys.cached_status(notification_id)
+    stored, cached = await resources.statuses.get(keys.status(notification_id), cache_key)
+    copy = _cached.decode(cached) if cached else None
+    wanted = max((w for w in (min_position, min_position_header) if w is not None), default=0)
+    if copy is not None and copy.view.position < wanted:
+        copy = None  # a copy from before the write this read waited for: ask SQL again
+    if stored or copy:
         READ_CACHE.labels("hit").inc()
-        if stored.get(b"tenant_id", b"").decode() != tenant:
-            raise NotFoundException(f"notification {notification_id} does not exist")
-        return _from_hash(notification_id, stored)
+        if stored:
+            if stored.get(b"tenant_id", b"").decode() == tenant:
+                return _from_hash(notification_id, stored)
+        elif copy is not None and copy.tenant == tenant:
+            return copy.view
+        raise NotFoundException(f"notification {notification_id} does not exist")
     READ_CACHE.labels("miss").inc()
     async with resources.db.connection() as conn:
         cursor = await conn.execute(
@@ -167,7 +165,9 @@ async def get_notification(
     if row is None:
         raise NotFoundException(f"notification {notification_id} does not exist")
     view = NotificationView(*row)
-    await _refill(resources, key, tenant, view)
+    # Cache-aside in a key of its own: the status hash is the projector's alone, so this
+    # copy can never make the projector skip an event.
+    await resources.redis.set(cache_key, msgspec.json.encode(_Cached(tenant, view)), ex=CACHE_TTL_S)
     return view
 
 
