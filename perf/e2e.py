@@ -9,9 +9,12 @@ baseline is the probe's own command latency (request to 202) under the same load
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,9 +73,12 @@ def run(quick: bool) -> dict[str, Any]:
         )
         url = f"http://{settings.http_host}:{settings.http_port}"
         sender = {"Authorization": f"Bearer {token_for(settings, Role.SENDER)}"}
+        # The roles' logs are kept, so that an odd run can be looked into afterwards.
+        logs = Path(tempfile.mkdtemp(prefix="herald-perf-e2e-"))
         with Supervisor() as supervisor:
             for role in ("relay", "projector", "api"):
-                supervisor.start(role_spec(role, settings), ready_timeout=30)
+                spec = dataclasses.replace(role_spec(role, settings), log_path=logs / f"{role}.log")
+                supervisor.start(spec, ready_timeout=30)
             wrk(f"{url}/notifications", seconds=2, headers=sender, post=BODY)  # warm up
             maximum = wrk(f"{url}/notifications", seconds=seconds, headers=sender, post=BODY)
             half = 0.5 * maximum.requests_per_s
@@ -110,5 +116,6 @@ def run(quick: bool) -> dict[str, Any]:
         "max_command_req_s": maximum.requests_per_s,
         "load_req_s": background.requests_per_s,
         "target_p99_ms": TARGET_P99_MS,
+        "role_logs": str(logs),
         "machine": machine(),
     }
