@@ -28,7 +28,7 @@ from domain.notifications.values import Channel, Priority
 from infrastructure.auth.guard import allow, current_principal
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.metrics import LIST_CACHE, READ_CACHE
-from infrastructure.redis_keys import RedisKeys
+from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
 from read_api.visibility import (
@@ -337,4 +337,41 @@ def history_event(
     )
 
 
-ROUTES = [get_notification, list_notifications, notification_history]
+class Inbox(msgspec.Struct, frozen=True):
+    recipient: str
+    unread: int  # sent or delivered, not yet opened
+    items: list[NotificationView]  # newest first, from the newest 100 kept per recipient
+
+
+@get(
+    "/recipients/{recipient:str}/inbox",
+    policy=READERS,
+    tags=["notifications"],
+    operation_id="getInbox",
+    summary="A recipient's newest notifications and unread count, from Redis.",
+)
+async def recipient_inbox(
+    recipient: FromPath[str],
+    request: Request[Any, Any, Any],
+    resources: NamedDependency[Resources],
+    limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
+) -> Inbox:
+    tenant = current_principal(request).tenant_id
+    keys = RedisKeys(resources.settings.namespace)
+    pipe = resources.redis.pipeline(transaction=False)
+    pipe.zrevrange(keys.recent(tenant, recipient), 0, limit - 1)
+    pipe.hget(keys.unread(tenant), recipient)
+    ids, unread = await pipe.execute()
+    pipe = resources.redis.pipeline(transaction=False)
+    for notification_id in ids:
+        pipe.hgetall(keys.status(notification_id.decode()))
+    hashes = await pipe.execute() if ids else []
+    items = [
+        _from_hash(UUID(notification_id.decode()), stored)
+        for notification_id, stored in zip(ids, hashes, strict=True)
+        if stored  # a hash evicted since: the list shows what Redis still has
+    ]
+    return Inbox(recipient=recipient, unread=int(unread or 0), items=items)
+
+
+ROUTES = [get_notification, list_notifications, notification_history, recipient_inbox]

@@ -360,3 +360,46 @@ def _list_counter(api_url: str, admin: Account, result: str) -> float:
         if line.startswith(f'herald_list_cache_total{{result="{result}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def _advance(store: EventStore, notification_id: str, *steps: Callable[..., Any]) -> int:
+    """Append what `steps` decide, one after the other; returns the last event's position."""
+    stream = uuid.UUID(notification_id)
+    current = notifications.replay(stream, [r.event for r in store.load(stream)])
+    start, appended = current.version, []
+    for step in steps:
+        for event in step(current, datetime.now(UTC)):
+            current = notifications.evolve(current, event, stream)
+            appended.append(event)
+    return max(store.append(stream, start, appended))
+
+
+def test_the_inbox_lists_a_recipients_newest_and_counts_the_unread(
+    api_url: str, account: AccountFactory, projector: None, event_store: EventStore
+) -> None:
+    sender = account(Role.SENDER)
+    recipient = f"{uuid.uuid4().hex[:8]}@example.com"
+    sent = [_send(api_url, sender, recipient=recipient) for _ in range(3)]
+    position = _advance(
+        event_store,
+        sent[0]["id"],
+        lambda n, at: notifications.start_dispatch(n, provider="sandbox", at=at),
+        lambda n, at: notifications.record_sent(n, provider_message_id="m-1", at=at),
+    )
+    path = f"/recipients/{recipient}/inbox"
+    inbox = _get(api_url, sender, f"/notifications/{sent[0]['id']}", min_position=position)
+    assert inbox.json()["status"] == "sent"
+    inbox = _get(api_url, sender, path).json()
+    assert [i["id"] for i in inbox["items"]] == [s["id"] for s in reversed(sent)]
+    assert inbox["unread"] == 1
+    position = _advance(
+        event_store, sent[0]["id"], lambda n, at: notifications.record_opened(n, at=at)
+    )
+    _get(api_url, sender, f"/notifications/{sent[0]['id']}", min_position=position)
+    assert _get(api_url, sender, path).json()["unread"] == 0
+    assert _get(api_url, sender, path, limit=1).json()["items"][0]["id"] == sent[2]["id"]
+    assert _get(api_url, account(Role.SENDER), path).json() == {
+        "recipient": recipient,
+        "unread": 0,
+        "items": [],
+    }
