@@ -15,8 +15,6 @@ import redis
 
 from domain.identity.roles import Role
 from domain.notifications import notification as notifications
-from domain.notifications.events import NotificationEvent
-from domain.notifications.notification import Notification
 from infrastructure.eventstore.store import EventStore
 from infrastructure.kafka import notifications_topic
 from infrastructure.redis_keys import RedisKeys
@@ -42,20 +40,13 @@ def _get(api_url: str, account: Account, path: str, **params: Any) -> httpx.Resp
 
 def _dead_letter(store: EventStore, notification_id: str, reason: str) -> None:
     """Dispatch, fail for good and dead-letter a notification, as a dispatcher would."""
-    stream = uuid.UUID(notification_id)
-    current = notifications.replay(stream, [r.event for r in store.load(stream)])
-    start, now = current.version, datetime.now(UTC)
-    steps: list[Callable[[Notification], list[NotificationEvent]]] = [
-        lambda n: notifications.start_dispatch(n, provider="sandbox", at=now),
-        lambda n: notifications.record_failure(n, reason=reason, permanent=True, at=now),
-        lambda n: notifications.dead_letter(n, reason=reason, at=now),
-    ]
-    appended: list[NotificationEvent] = []
-    for step in steps:
-        for event in step(current):
-            current = notifications.evolve(current, event, stream)
-            appended.append(event)
-    store.append(stream, start, appended)
+    _advance(
+        store,
+        notification_id,
+        lambda n, at: notifications.start_dispatch(n, provider="sandbox", at=at),
+        lambda n, at: notifications.record_failure(n, reason=reason, permanent=True, at=at),
+        lambda n, at: notifications.dead_letter(n, reason=reason, at=at),
+    )
 
 
 def test_a_read_with_min_position_sees_the_write_it_follows(
@@ -121,10 +112,11 @@ def test_a_position_not_reached_in_time_is_a_503_with_retry_after(
     assert "min_position" in bad.text
 
 
-def _counter(api_url: str, admin: Account, result: str) -> float:
+def _counter(api_url: str, admin: Account, result: str, metric: str = "read") -> float:
+    """The API's herald_{metric}_cache_total for `result`, from GET /metrics."""
     text = _get(api_url, admin, "/metrics").text
     for line in text.splitlines():
-        if line.startswith(f'herald_read_cache_total{{result="{result}"}}'):
+        if line.startswith(f'herald_{metric}_cache_total{{result="{result}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -341,25 +333,17 @@ def test_a_cached_list_is_served_until_the_tenant_changes(
     sender, admin = account(Role.SENDER, tenant=tenant), account(Role.ADMIN, tenant=tenant)
     first = _send(api_url, sender)
     listed = _get(api_url, sender, "/notifications", min_position=first["position"]).json()
-    hits = _list_counter(api_url, admin, "hit")
+    hits = _counter(api_url, admin, "hit", "list")
     assert _get(api_url, sender, "/notifications").json() == listed
-    assert _list_counter(api_url, admin, "hit") == hits + 1
+    assert _counter(api_url, admin, "hit", "list") == hits + 1
     second = _send(api_url, sender)
     relisted = _get(api_url, sender, "/notifications", min_position=second["position"]).json()
     assert [i["id"] for i in relisted["items"]] == [second["id"], first["id"]]
     # Another tenant's change leaves this tenant's cached list alone.
     _send(api_url, account(Role.SENDER))
-    hits = _list_counter(api_url, admin, "hit")
+    hits = _counter(api_url, admin, "hit", "list")
     assert _get(api_url, sender, "/notifications").json() == relisted
-    assert _list_counter(api_url, admin, "hit") == hits + 1
-
-
-def _list_counter(api_url: str, admin: Account, result: str) -> float:
-    text = _get(api_url, admin, "/metrics").text
-    for line in text.splitlines():
-        if line.startswith(f'herald_list_cache_total{{result="{result}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    assert _counter(api_url, admin, "hit", "list") == hits + 1
 
 
 def _advance(store: EventStore, notification_id: str, *steps: Callable[..., Any]) -> int:
