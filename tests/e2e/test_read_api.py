@@ -80,6 +80,8 @@ def test_the_projector_consumes_everything_the_relay_publishes(
     assert stack.kafka_bootstrap is not None
     topic = notifications_topic(stack.namespace)
 
+    seen: dict[str, Any] = {}
+
     def consumed_all() -> bool:
         ends = end_offsets(stack.kafka_bootstrap or "", topic)
         with psycopg.connect(stack.database_url.reveal() if stack.database_url else "") as conn:
@@ -89,11 +91,15 @@ def test_the_projector_consumes_everything_the_relay_publishes(
                     (topic,),
                 ).fetchall()
             )
+        seen.update(ends=ends, stored=stored)
         return sum(ends.values()) > 0 and all(
             stored.get(p, 0) == end for p, end in ends.items() if end
         )
 
-    eventually(consumed_all, 60, "the projector to reach the end of every partition")
+    try:
+        eventually(consumed_all, 60, "the projector to reach the end of every partition")
+    except AssertionError:
+        pytest.fail(f"end offsets {seen['ends']}, projection offsets {seen['stored']}")
 
 
 def test_a_position_not_reached_in_time_is_a_503_with_retry_after(
