@@ -7,7 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 
 def headers_of(message: object) -> dict[str, str]:
@@ -15,14 +15,15 @@ def headers_of(message: object) -> dict[str, str]:
     return {name: value.decode() for name, value in raw if value is not None}
 
 
-def positions_on_topic(
+def scan_topic(
     bootstrap: str,
     topic: str,
-    tenant: str,
-    done: Callable[[Counter[int]], bool],
+    visit: Callable[[Message], None],
+    done: Callable[[], bool],
     timeout: float = 60.0,
-) -> Counter[int]:
-    """How many times each position of `tenant` appears on `topic`, read from the start."""
+) -> None:
+    """Read `topic` from the start, every message through `visit`, until `done()` holds and
+    the topic is drained (so duplicates show too), or `timeout` passes."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -37,22 +38,51 @@ def positions_on_topic(
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        seen: Counter[int] = Counter()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             messages = consumer.consume(num_messages=5000, timeout=1.0)
             for message in messages:
-                if message.error() is not None:
-                    continue
-                headers = headers_of(message)
-                if headers.get("tenant") == tenant:
-                    seen[int(headers["position"])] += 1
-            # Once complete, read on until the topic is drained, so duplicates show too.
-            if not messages and done(seen):
+                if message.error() is None:
+                    visit(message)
+            if not messages and done():
                 break
-        return seen
     finally:
         consumer.close()
+
+
+def positions_on_topic(
+    bootstrap: str,
+    topic: str,
+    tenant: str,
+    done: Callable[[Counter[int]], bool],
+    timeout: float = 60.0,
+) -> Counter[int]:
+    """How many times each position of `tenant` appears on `topic`, read from the start."""
+    seen: Counter[int] = Counter()
+
+    def visit(message: Message) -> None:
+        headers = headers_of(message)
+        if headers.get("tenant") == tenant:
+            seen[int(headers["position"])] += 1
+
+    scan_topic(bootstrap, topic, visit, lambda: done(seen), timeout)
+    return seen
+
+
+def tenant_offsets(bootstrap: str, topic: str, tenant: str, count: int) -> dict[int, int]:
+    """Partition to the highest offset holding one of `tenant`'s events, once `count` are
+    on `topic`."""
+    highest: dict[int, int] = {}
+    seen = Counter[int]()
+
+    def visit(message: Message) -> None:
+        if headers_of(message).get("tenant") == tenant:
+            partition, offset = message.partition() or 0, message.offset() or 0
+            highest[partition] = max(highest.get(partition, 0), offset)
+            seen[offset] += 1
+
+    scan_topic(bootstrap, topic, visit, lambda: sum(seen.values()) >= count)
+    return highest
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

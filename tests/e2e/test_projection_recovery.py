@@ -286,11 +286,11 @@ def test_verify_fails_when_the_read_model_was_tampered_with(
         eventually(lambda: _position(fresh_database) == _head(fresh_database), 60, "projection")
     _verified(settings)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE notification_view SET status = 'delivered'"
+        tampered = conn.execute(
+            "UPDATE notification_view SET status = 'tampered'"
             " WHERE notification_id = (SELECT notification_id FROM notification_view LIMIT 1)"
-        )
-        tampered = conn.execute("SELECT notification_id FROM notification_view LIMIT 1").fetchone()
+            " RETURNING notification_id"
+        ).fetchone()
     result = herald(settings, "projections", "verify", "notifications")
     assert result.returncode == 1
     assert "notification_view: DIFFERENT" in result.stdout
@@ -300,7 +300,7 @@ def test_verify_fails_when_the_read_model_was_tampered_with(
     assert tampered is not None
     client = redis.Redis.from_url(settings.redis_url.reveal())
     key = RedisKeys(settings.namespace).status(tampered[0])
-    client.hset(key, "status", "opened")
+    client.hset(key, "status", "tampered")
     result = herald(settings, "projections", "verify", "notifications")
     assert "redis status hashes: DIFFERENT" in result.stdout
     assert str(tampered[0]) in result.stdout
