@@ -22,6 +22,9 @@ def dead_letter_topic(namespace: str) -> str:
     return f"{namespace}.notifications.dlq.v1"
 
 
+PROJECTOR_GROUP = "projector.notifications"  # the notifications projectors' consumer group
+
+
 def consumer_group(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
 

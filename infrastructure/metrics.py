@@ -11,6 +11,7 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     generate_latest,
@@ -36,27 +37,24 @@ READ_WAITS = Counter(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus text format, and its content type."""
+def _registry() -> CollectorRegistry:
+    """All workers' metrics in multiprocess mode, else this process's."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, and its content type."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
 
 
 def cache_counts(metric: str = "herald_read_cache") -> dict[str, float]:
-    """Hits and misses of `metric` so far (all workers' in multiprocess mode)."""
-    registry: CollectorRegistry
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        from prometheus_client import REGISTRY  # noqa: PLC0415
-
-        registry = REGISTRY
+    """Hits and misses of `metric` so far."""
     counts = {"hit": 0.0, "miss": 0.0}
-    for family in registry.collect():
+    for family in _registry().collect():
         if family.name == metric:
             for sample in family.samples:
                 if sample.name.endswith("_total"):

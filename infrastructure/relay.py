@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import (
+    RELAY,
     advance,
     read_after,
     save_position,
@@ -38,7 +39,7 @@ from infrastructure.settings import Settings
 
 log = get_logger(__name__)
 
-TRACKING_NAME = "relay"
+TRACKING_NAME = RELAY
 BATCH = 20_000
 IDLE_WAIT_S = 0.5
 FLUSH_TIMEOUT_S = 10.0

@@ -27,6 +27,7 @@ from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.kafka import admin_client
 from infrastructure.redis_batch import StatusReader
+from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, SettingsError
 from infrastructure.web.rate_limit import RateLimiter
 
@@ -41,6 +42,7 @@ class Resources:
     db: AsyncConnectionPool
     redis: aioredis.Redis
     statuses: StatusReader  # batched reads for GET /notifications/{id}
+    keys: RedisKeys  # the read-model key names of this deployment's namespace
     kafka_admin: AdminClient
     event_store: EventStore
     writer: GroupCommitWriter
@@ -104,6 +106,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             db=pool,
             redis=client,
             statuses=StatusReader(client),
+            keys=RedisKeys(settings.namespace),
             kafka_admin=admin_client(bootstrap),
             event_store=store,
             writer=writer,

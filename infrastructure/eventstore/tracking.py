@@ -15,6 +15,7 @@ from infrastructure.eventstore.store import EVENTS_TABLE
 # The notifications projection's position: every notification event up to it is reflected in
 # the read models. Written by the projector, read by the read API for read-your-writes.
 NOTIFICATIONS_PROJECTION = "projection:notifications"
+RELAY = "relay"  # the outbox relay's position: everything up to it is on Kafka
 
 _AFTER = (
     "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608

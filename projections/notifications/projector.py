@@ -40,7 +40,7 @@ from infrastructure.eventstore.tracking import (
     read_after,
     stored_position,
 )
-from infrastructure.kafka import consumer_group, notifications_topic
+from infrastructure.kafka import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.log import get_logger
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import require_servers
@@ -105,7 +105,7 @@ class NotificationsProjector:
     def __init__(self, settings: Settings, codec: EventCodec, event_names: list[str]) -> None:
         self._database_url, self._redis_url, self._bootstrap = require_servers(settings)
         self._topic = notifications_topic(settings.namespace)
-        self._group = consumer_group(settings.namespace, "projector.notifications")
+        self._group = consumer_group(settings.namespace, PROJECTOR_GROUP)
         self._keys = RedisKeys(settings.namespace)
         self._codec = codec
         self._names = list(event_names)

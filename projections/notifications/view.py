@@ -129,7 +129,6 @@ class _Round:
     stats: Counter[StatsKey]
     opened: dict[tuple[UUID, int], Row]
     closed: dict[tuple[UUID, int], Row]
-    applied: int = 0
 
 
 def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> set[str]:
@@ -173,7 +172,6 @@ def _apply_one(state: _Round, item: Applied) -> None:
     row.update(status=change.status, updated_at=item.at, version=item.version)
     row["position"] = item.position
     state.changed[item.stream_id] = row
-    state.applied += 1
     if (row["status"], row["channel"]) != old:
         day = row["requested_at"].astimezone(UTC).date()
         tenant, priority = row["tenant_id"], row["priority"]

@@ -20,10 +20,9 @@ from litestar.params import QueryParameter
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow, current_principal
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION
-from infrastructure.kafka import consumer_group, notifications_topic
+from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
+from infrastructure.kafka import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.metrics import cache_counts
-from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
 from read_api.notifications.http import list_notifications
@@ -35,8 +34,6 @@ from read_api.visibility import (
 )
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
-RELAY = "relay"
-PROJECTOR_GROUP = "projector.notifications"
 
 
 class Dashboard(msgspec.Struct, frozen=True):
@@ -107,7 +104,7 @@ async def dashboard(
 ) -> Dashboard:
     tenant = current_principal(request).tenant_id
     await await_position(resources, min_position, min_position_header)
-    keys = RedisKeys(resources.settings.namespace)
+    keys = resources.keys
     pipe = resources.redis.pipeline(transaction=False)
     pipe.hgetall(keys.dashboard(tenant))
     pipe.hlen(keys.unread(tenant))

@@ -28,7 +28,7 @@ from domain.notifications.values import Channel, Priority
 from infrastructure.auth.guard import allow, current_principal
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.metrics import LIST_CACHE, READ_CACHE
-from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
+from infrastructure.redis_keys import RECENT_KEPT
 from infrastructure.resources import Resources
 from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
 from read_api.visibility import (
@@ -139,7 +139,7 @@ async def get_notification(
 ) -> NotificationView:
     tenant = current_principal(request).tenant_id
     await await_position(resources, min_position, min_position_header)
-    keys = RedisKeys(resources.settings.namespace)
+    keys = resources.keys
     cache_key = keys.cached_status(notification_id)
     stored, cached = await resources.statuses.get(keys.status(notification_id), cache_key)
     copy = _cached.decode(cached) if cached else None
@@ -207,7 +207,7 @@ async def list_notifications(
     query = ListQuery(
         status, channel, priority, recipient, created_after, created_before, sort, limit, cursor
     )
-    keys = RedisKeys(resources.settings.namespace)
+    keys = resources.keys
     # The tenant's list version is read before the list: a change committed after this read
     # moves the version, so a page cached now is never served for a newer version.
     version, cached = await resources.redis.eval(
@@ -357,7 +357,7 @@ async def recipient_inbox(
     limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
 ) -> Inbox:
     tenant = current_principal(request).tenant_id
-    keys = RedisKeys(resources.settings.namespace)
+    keys = resources.keys
     pipe = resources.redis.pipeline(transaction=False)
     pipe.zrevrange(keys.recent(tenant, recipient), 0, limit - 1)
     pipe.hget(keys.unread(tenant), recipient)

@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,6 +142,19 @@ def _head(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _caught_up(database_url: str) -> bool:
+    return _position(database_url) == _head(database_url)
+
+
+@contextmanager
+def _projecting(settings: Settings, database_url: str) -> Iterator[None]:
+    """A projector on `database_url`, once it has reached the head of the log."""
+    with Supervisor() as supervisor:
+        supervisor.start(role_spec("projector", settings))
+        eventually(lambda: _caught_up(database_url), 60, "the projection to reach the head")
+        yield
+
+
 def herald(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "infrastructure.cli", *args],
@@ -188,7 +202,7 @@ def test_concurrent_clients_and_a_killed_projector_end_in_a_verified_read_model(
 
         def caught_up() -> bool:
             supervisor.check()  # restarts the killed projector
-            return _position(fresh_database) == _head(fresh_database)
+            return _caught_up(fresh_database)
 
         eventually(caught_up, 120, "the restarted projector to reach the head")
         report = _verified(settings)
@@ -214,9 +228,7 @@ def test_after_the_broker_restarts_empty_the_read_models_reach_the_head(
             supervisor.start(role_spec("relay", settings))
             supervisor.start(role_spec("projector", settings))
             _traffic(fresh_database, tenant, clients=5, total=200)
-            eventually(
-                lambda: _position(fresh_database) == _head(fresh_database), 60, "the projection"
-            )
+            eventually(lambda: _caught_up(fresh_database), 60, "the projection")
             os.kill(outer.pids["kafka"], signal.SIGKILL)
             eventually(lambda: not servers.port_open("127.0.0.1", port), 10, "the broker to die")
 
@@ -227,7 +239,7 @@ def test_after_the_broker_restarts_empty_the_read_models_reach_the_head(
             eventually(restarted, 60, "the broker to restart, empty")
             _traffic(fresh_database, tenant, clients=5, total=200)
             eventually(
-                lambda: _position(fresh_database) == _head(fresh_database),
+                lambda: _caught_up(fresh_database),
                 90,
                 "the read models to reach the head after the broker lost everything",
             )
@@ -244,9 +256,7 @@ def test_a_rebuild_under_reads_never_serves_an_empty_or_partial_model(
     settings = on_own_database(stack, fresh_database)
     tenant = f"reb-{uuid.uuid4().hex[:6]}"
     _traffic(fresh_database, tenant, clients=10, total=3000)
-    with Supervisor() as supervisor:
-        supervisor.start(role_spec("projector", settings))
-        eventually(lambda: _position(fresh_database) == _head(fresh_database), 60, "projection")
+    with _projecting(settings, fresh_database):
         seen: list[int] = []
         stop = threading.Event()
 
@@ -271,7 +281,7 @@ def test_a_rebuild_under_reads_never_serves_an_empty_or_partial_model(
         assert "swapped in" in result.stdout
         assert seen, "no read ran during the rebuild"
         assert set(seen) == {3000}, "a read saw a partial model"
-        eventually(lambda: _position(fresh_database) == _head(fresh_database), 60, "projection")
+        eventually(lambda: _caught_up(fresh_database), 60, "projection")
         _verified(settings)
 
 
@@ -281,9 +291,8 @@ def test_verify_fails_when_the_read_model_was_tampered_with(
     migrate(fresh_database)
     settings = on_own_database(stack, fresh_database)
     _traffic(fresh_database, f"tmp-{uuid.uuid4().hex[:6]}", clients=2, total=50)
-    with Supervisor() as supervisor:
-        supervisor.start(role_spec("projector", settings))
-        eventually(lambda: _position(fresh_database) == _head(fresh_database), 60, "projection")
+    with _projecting(settings, fresh_database):
+        pass  # project up to the head, then stop
     _verified(settings)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         tampered = conn.execute(
@@ -320,9 +329,7 @@ def test_after_redis_loses_its_keys_a_rebuild_restores_them(
     settings = on_own_database(stack, fresh_database)
     tenant = f"lost-{uuid.uuid4().hex[:6]}"
     _traffic(fresh_database, tenant, clients=4, total=200)
-    with Supervisor() as supervisor:
-        supervisor.start(role_spec("projector", settings))
-        eventually(lambda: _position(fresh_database) == _head(fresh_database), 60, "projection")
+    with _projecting(settings, fresh_database):
         assert settings.redis_url is not None
         client = redis.Redis.from_url(settings.redis_url.reveal())
         keys = RedisKeys(settings.namespace)
