@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = sub.add_parser("serve", help="run one role against the configured servers")
     serve.add_argument("role", choices=sorted(ROLES), help="the role to run")
+    sub.add_parser(
+        "simulate-providers",
+        help="serve the provider simulator (SendGrid, Twilio, FCM) on HERALD_SIMULATOR_URL",
+    )
     sub.add_parser("migrate", help="apply pending SQL migrations to HERALD_DATABASE_URL")
     sub.add_parser("topics", help="create missing Kafka topics on HERALD_KAFKA_BOOTSTRAP")
     relay = sub.add_parser("relay", help="manage the outbox relay's position")
@@ -102,7 +106,19 @@ def run(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         _fail(str(exc))
     configure_logging(settings, role=args.command if args.command != "serve" else args.role)
-    _dispatch(args, settings)
+    if args.command == "simulate-providers":
+        _simulate_providers(settings)
+    else:
+        _dispatch(args, settings)
+
+
+def _simulate_providers(settings: Settings) -> None:
+    from infrastructure.delivery.simulator import serve_simulator  # noqa: PLC0415
+
+    try:
+        serve_simulator(settings)
+    except SettingsError as exc:
+        _fail(str(exc))
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -23,6 +24,7 @@ def dead_letter_topic(namespace: str) -> str:
 
 
 PROJECTOR_GROUP = "projector.notifications"  # the notifications projectors' consumer group
+DISPATCHER_GROUP = "dispatcher"  # the dispatchers' consumer group
 
 
 def consumer_group(namespace: str, name: str) -> str:
@@ -82,3 +84,28 @@ def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 10.0
                 raise
     log.info("kafka topics created", topics=created)
     return created
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        # Short group timeouts: the first assignment takes seconds instead of half a minute.
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "max.poll.interval.ms": 10000,
+        "fetch.wait.max.ms": 20,  # latency from the relay's produce to the read model
+        "log_level": 3,
+    }
+
+
+def header_values(message: Message) -> dict[str, str]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        name: value.decode() if isinstance(value, bytes) else str(value)
+        for name, value in pairs
+        if value is not None
+    }

@@ -1,6 +1,6 @@
 """Herald's roles: the long-running processes `herald serve ROLE` starts against configured servers.
 
-Later roles (relay, projector, dispatcher, scheduler) register here as they arrive.
+Each role is one kind of process; run as many of each as the load needs.
 """
 
 from __future__ import annotations
@@ -85,8 +85,23 @@ def serve_projector(settings: Settings) -> None:
     projector.run(stop)
 
 
+def serve_dispatcher(settings: Settings) -> None:
+    """The dispatchers: due notifications to provider calls, until stopped."""
+    from commands.delivery.dispatcher import Dispatcher  # noqa: PLC0415
+    from infrastructure.delivery.providers import build_providers  # noqa: PLC0415
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    dispatcher = Dispatcher(
+        settings, catalog.codec(), build_providers(settings), list(catalog.NOTIFICATION_EVENT_NAMES)
+    )
+    dispatcher.run(stop)
+
+
 ROLES: dict[str, Callable[[Settings], None]] = {
     "api": serve_api,
     "relay": serve_relay,
     "projector": serve_projector,
+    "dispatcher": serve_dispatcher,
 }

@@ -17,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from dotenv import dotenv_values
 
+from domain.notifications.values import Priority
 from infrastructure.web.rate_limit import parse_tiers
 
 PREFIX = "HERALD_"
 MIN_SECRET_BYTES = 32
+PROVIDERS = ("sendgrid", "twilio", "fcm")
 
 
 class Secret:
@@ -198,6 +200,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         str,
         _setting("Limits on login attempts, counted per account and per client IP.", "5/1m,20/1h"),
     ] = "5/1m,20/1h"
+    rate_limit_webhooks: Annotated[
+        str,
+        _setting(
+            "Limits per client IP on the provider webhooks, which carry no JWT.",
+            "500/1s,20000/1m",
+        ),
+    ] = "500/1s,20000/1m"
     cors_origins: Annotated[
         str,
         _setting(
@@ -209,6 +218,188 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         int,
         _setting("Largest request body accepted, in bytes.", "16777216", ge=1024, le=268435456),
     ] = 16 * 1024 * 1024
+    public_url: Annotated[
+        str,
+        _setting(
+            "Herald's API as the providers reach it: the base of the webhook URLs given to "
+            "them, and the URL Twilio signs.",
+            "https://herald.example.com",
+            pattern=r"^https?://[^/]+$",
+        ),
+    ] = "http://127.0.0.1:8000"
+    sendgrid_api_key: Annotated[
+        Secret | None,
+        _setting(
+            "SendGrid API key. Unset: email goes to the sandbox (the provider simulator).",
+            "SG.xxxxxxxx",
+        ),
+    ] = None
+    sendgrid_from: Annotated[
+        str, _setting("Sender address of every email.", "notifications@example.com", min_length=3)
+    ] = "notifications@example.com"
+    sendgrid_webhook_public_key: Annotated[
+        str | None,
+        _setting(
+            "The Event Webhook verification key SendGrid shows (base64 DER, ECDSA P-256).",
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...",
+        ),
+    ] = None
+    twilio_account_sid: Annotated[
+        Annotated[str, msgspec.Meta(pattern=r"^AC[0-9a-f]{32}$")] | None,
+        _setting(
+            "Twilio account SID. Unset: SMS goes to the sandbox (the provider simulator).",
+            "AC0123456789abcdef0123456789abcdef",
+        ),
+    ] = None
+    twilio_auth_token: Annotated[
+        Secret | None,
+        _setting(
+            "Twilio auth token: authenticates API calls and signs status callbacks.",
+            "your-twilio-auth-token",
+        ),
+    ] = None
+    twilio_from: Annotated[
+        str,
+        _setting(
+            "Sender number of every SMS, E.164.", "+15005550006", pattern=r"^\+[1-9]\d{1,14}$"
+        ),
+    ] = "+15005550006"
+    fcm_service_account_file: Annotated[
+        str | None,
+        _setting(
+            "Path of a Firebase service-account JSON file. Unset: push goes to the sandbox "
+            "(the provider simulator).",
+            "/run/secrets/firebase.json",
+        ),
+    ] = None
+    simulator_url: Annotated[
+        str,
+        _setting(
+            "Where the provider simulator listens; the SDKs call it for every provider that "
+            "has no credentials.",
+            "http://127.0.0.1:8025",
+            pattern=r"^https?://[^/]+$",
+        ),
+    ] = "http://127.0.0.1:8025"
+    simulator_latency_ms: Annotated[
+        int, _setting("Simulator: delay before each answer, in ms.", "0", ge=0, le=60000)
+    ] = 0
+    simulator_transient_rate: Annotated[
+        float,
+        _setting("Simulator: share of calls answered 503.", "0.0", ge=0.0, le=1.0),
+    ] = 0.0
+    simulator_throttle_rate: Annotated[
+        float,
+        _setting("Simulator: share of calls answered 429 with Retry-After.", "0.0", ge=0.0, le=1.0),
+    ] = 0.0
+    simulator_timeout_rate: Annotated[
+        float,
+        _setting(
+            "Simulator: share of calls left unanswered until the caller times out.",
+            "0.0",
+            ge=0.0,
+            le=1.0,
+        ),
+    ] = 0.0
+    simulator_permanent_rate: Annotated[
+        float,
+        _setting(
+            "Simulator: share of calls refused as an invalid recipient.", "0.0", ge=0.0, le=1.0
+        ),
+    ] = 0.0
+    simulator_webhook_delay_ms: Annotated[
+        int,
+        _setting(
+            "Simulator: delay between accepting a message and posting its delivery webhook, in ms.",
+            "50",
+            ge=0,
+            le=600000,
+        ),
+    ] = 50
+    templates_dir: Annotated[
+        str | None,
+        _setting(
+            "Directory of notification templates, one NAME.toml each with `body` and an "
+            "optional `subject`. Unset: HERALD_DEV_DIR/templates.",
+            "/etc/herald/templates",
+        ),
+    ] = None
+    dispatch_max_attempts: Annotated[
+        str,
+        _setting(
+            "Most send attempts per channel, by priority.",
+            "critical=8,high=6,normal=5,low=3",
+        ),
+    ] = "critical=8,high=6,normal=5,low=3"
+    retry_base_ms: Annotated[
+        int,
+        _setting(
+            "First retry delay; each later one doubles, with full jitter, in ms.",
+            "1000",
+            ge=1,
+            le=3600000,
+        ),
+    ] = 1000
+    retry_max_ms: Annotated[
+        int, _setting("Longest retry delay, in ms.", "300000", ge=1, le=86400000)
+    ] = 300_000
+    provider_timeout_ms: Annotated[
+        int, _setting("How long one provider call may take, in ms.", "10000", ge=100, le=120000)
+    ] = 10_000
+    provider_concurrency: Annotated[
+        str,
+        _setting(
+            "Most provider calls in flight at once, per dispatcher process and provider.",
+            "sendgrid=32,twilio=32,fcm=32",
+        ),
+    ] = "sendgrid=32,twilio=32,fcm=32"
+    provider_rate_limits: Annotated[
+        str,
+        _setting(
+            "Most provider calls per second, per provider, shared by every dispatcher.",
+            "sendgrid=2000,twilio=2000,fcm=2000",
+        ),
+    ] = "sendgrid=2000,twilio=2000,fcm=2000"
+    breaker_error_rate: Annotated[
+        float,
+        _setting(
+            "Share of failed calls in the breaker window that opens a provider's circuit.",
+            "0.5",
+            gt=0.0,
+            le=1.0,
+        ),
+    ] = 0.5
+    breaker_min_calls: Annotated[
+        int,
+        _setting(
+            "Fewest calls in the window before the error rate can open the circuit.",
+            "20",
+            ge=1,
+            le=100000,
+        ),
+    ] = 20
+    breaker_window_s: Annotated[
+        int, _setting("Length of the breaker's error-rate window, in s.", "30", ge=1, le=3600)
+    ] = 30
+    breaker_open_s: Annotated[
+        int,
+        _setting(
+            "How long an open circuit refuses calls before half-open probes, in s.",
+            "15",
+            ge=1,
+            le=3600,
+        ),
+    ] = 15
+    dispatch_lease_s: Annotated[
+        int,
+        _setting(
+            "How long a dispatcher holds a notification it took; after that another may take "
+            "it. Must exceed HERALD_PROVIDER_TIMEOUT_MS.",
+            "60",
+            ge=5,
+            le=3600,
+        ),
+    ] = 60
     dev_dir: Annotated[
         str,
         _setting(
@@ -232,7 +423,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(
                     env_name(name), f"must be at least {MIN_SECRET_BYTES} bytes", example_of(name)
                 )
-        for tiers_name in ("rate_limit_anonymous", "rate_limit_authenticated", "rate_limit_login"):
+        for tiers_name in (
+            "rate_limit_anonymous",
+            "rate_limit_authenticated",
+            "rate_limit_login",
+            "rate_limit_webhooks",
+        ):
             try:
                 parse_tiers(getattr(self, tiers_name))
             except ValueError as exc:
@@ -248,6 +444,43 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     env_name(name), "is not a URL of the expected scheme", example_of(name)
                 )
 
+        for name, keys in (
+            ("dispatch_max_attempts", [str(p) for p in Priority]),
+            ("provider_concurrency", list(PROVIDERS)),
+            ("provider_rate_limits", list(PROVIDERS)),
+        ):
+            try:
+                parse_per_key(getattr(self, name), keys)
+            except ValueError as exc:
+                raise SettingsError(
+                    env_name(name), f"is invalid: {exc}", example_of(name)
+                ) from None
+        if self.dispatch_lease_s * 1000 <= self.provider_timeout_ms:
+            raise SettingsError(
+                "HERALD_DISPATCH_LEASE_S",
+                f"must exceed HERALD_PROVIDER_TIMEOUT_MS ({self.provider_timeout_ms} ms)",
+                str(self.provider_timeout_ms // 1000 * 2 + 5),
+            )
+        if (self.twilio_account_sid is None) != (self.twilio_auth_token is None):
+            missing = (
+                "twilio_auth_token" if self.twilio_auth_token is None else "twilio_account_sid"
+            )
+            raise SettingsError(
+                env_name(missing), "is needed with the other Twilio credential", example_of(missing)
+            )
+
+    @property
+    def max_attempts(self) -> dict[Priority, int]:
+        return {Priority(k): v for k, v in parse_per_key(self.dispatch_max_attempts, []).items()}
+
+    @property
+    def concurrency_per_provider(self) -> dict[str, int]:
+        return parse_per_key(self.provider_concurrency, [])
+
+    @property
+    def rate_limit_per_provider(self) -> dict[str, int]:
+        return parse_per_key(self.provider_rate_limits, [])
+
     @property
     def json_logs(self) -> bool:
         if self.log_format == "auto":
@@ -257,6 +490,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def dev_path(self) -> Path:
         return Path(self.dev_dir).expanduser().resolve()
+
+    @property
+    def templates_path(self) -> Path:
+        if self.templates_dir is None:
+            return self.dev_path / "templates"
+        return Path(self.templates_dir).expanduser().resolve()
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -284,6 +523,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             else:
                 out[env_name(name)] = str(value)
         return out
+
+
+def parse_per_key(raw: str, keys: list[str]) -> dict[str, int]:
+    """Parse "a=1,b=2" into {"a": 1, "b": 2}; with `keys`, every one must be given, no other."""
+    out: dict[str, int] = {}
+    for part in raw.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"{part.strip()!r} is not name=number")
+        if keys and name.strip() not in keys:
+            raise ValueError(f"{name.strip()!r} is not one of {', '.join(keys)}")
+        if int(value) < 1:
+            raise ValueError(f"{name.strip()} must be at least 1")
+        out[name.strip()] = int(value)
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} missing")
+    return out
 
 
 class SettingsError(Exception):

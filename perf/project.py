@@ -27,16 +27,12 @@ from domain.notifications.values import Channel, Content, Priority
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
-from infrastructure.kafka import notifications_topic
+from infrastructure.kafka import consumer_config, header_values, notifications_topic
 from infrastructure.relay import Relay
 from infrastructure.settings import Settings
 from perf.harness import machine, servers
 from projections.notifications import maintenance
-from projections.notifications.projector import (
-    NotificationsProjector,
-    consumer_config,
-    header_values,
-)
+from projections.notifications.projector import NotificationsProjector
 
 TARGET = 30_000
 REBUILD_TARGET_S = 60.0

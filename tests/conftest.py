@@ -30,8 +30,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     configured = load_settings(env_file=None)
     if configured.jwt_secret is None:
         configured = msgspec.structs.replace(configured, jwt_secret=Secret(TEST_SIGNING_KEY))
+    data = tmp_path_factory.mktemp("stack")
+    # The sandbox's provider credentials and the templates live in the dev directory.
+    configured = msgspec.structs.replace(configured, dev_dir=str(data / "dev"))
     with Supervisor() as supervisor:
-        settings = start_servers(configured, supervisor, tmp_path_factory.mktemp("stack"))
+        settings = start_servers(configured, supervisor, data)
         prepare_servers(settings)
         yield settings
 
@@ -59,20 +62,28 @@ def on_own_database(stack: Settings, database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def api_url(stack: Settings) -> Iterator[str]:
-    """Base URL of a running `herald serve api` process against the stack."""
+def api_settings(stack: Settings) -> Settings:
+    """The settings of the session's API, and of the roles that must call it back."""
+    port = free_port()
     # One client IP runs the whole suite: limits generous enough not to get in its way.
     # tests/e2e/test_rate_limits.py checks the limits themselves.
-    settings = msgspec.structs.replace(
+    return msgspec.structs.replace(
         stack,
-        http_port=free_port(),
+        http_port=port,
+        public_url=f"http://{stack.http_host}:{port}",
         rate_limit_anonymous="100000/1s",
         rate_limit_authenticated="100000/1s",
         rate_limit_login="100000/1s",
+        rate_limit_webhooks="100000/1s",
     )
+
+
+@pytest.fixture(scope="session")
+def api_url(api_settings: Settings) -> Iterator[str]:
+    """Base URL of a running `herald serve api` process against the stack."""
     with Supervisor() as supervisor:
-        supervisor.start(role_spec("api", settings), ready_timeout=30)
-        yield f"http://{settings.http_host}:{settings.http_port}"
+        supervisor.start(role_spec("api", api_settings), ready_timeout=30)
+        yield api_settings.public_url
 
 
 def with_redis(settings: Settings, url: str) -> Settings:

@@ -3,13 +3,13 @@
 Requests never read before writing: a new notification's stream cannot conflict, so the
 only round trip is the shared commit. Notification ids are UUIDv7: time-ordered, so the
 event store's primary key grows at its right edge instead of splitting pages at random.
-Cancelling reads the stream, decides, and appends at the version it read; a concurrent
-change makes it decide again.
+Every other change (cancel, retry, a provider's report) goes through `decide_and_append`:
+read the stream, decide, append at the version read; a concurrent change makes it decide again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -17,11 +17,15 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 from uuid_utils.compat import uuid7
 
-from commands.notifications.messages import CancelNotification, RequestNotification
+from commands.notifications.messages import (
+    CancelNotification,
+    RequestNotification,
+    RetryNotification,
+)
 from domain.errors import InvalidValueError, NotFoundError
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
-from domain.notifications.notification import Status
+from domain.notifications.notification import Notification, Status
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.reader import load_stream
 from infrastructure.eventstore.store import ConcurrencyError
@@ -34,7 +38,11 @@ _ATTEMPTS = 3
 class Accepted:
     notification_id: UUID
     status: Status
-    position: int
+    position: int  # of its last event recorded now; 0 when nothing was
+
+    @property
+    def recorded(self) -> bool:
+        return self.position > 0
 
 
 class BatchInvalidError(Exception):
@@ -70,6 +78,7 @@ def decide_request(cmd: RequestNotification, now: datetime) -> list[Notification
         priority=cmd.priority,
         send_at=cmd.send_at,
         fallback=cmd.fallback,
+        fallback_recipients=cmd.fallback_recipients,
         metadata=cmd.metadata,
         idempotency_key=cmd.idempotency_key,
         requested_by=cmd.requested_by,
@@ -106,6 +115,47 @@ async def record(
     return plan.accepted(positions)
 
 
+async def decide_and_append(
+    notification_id: UUID,
+    decide: Callable[[Notification], Sequence[NotificationEvent]],
+    *,
+    tenant_id: str | None,
+    writer: GroupCommitWriter,
+    pool: AsyncConnectionPool,
+    codec: EventCodec,
+) -> Accepted:
+    """Load the notification, let `decide` choose its events, and append them at the version
+    read; when another change got there first, load and decide again.
+
+    `tenant_id` is the caller's tenant: another tenant's notification does not exist for it.
+    None only for callers that belong to no tenant, such as a provider's signed report.
+    Whatever `decide` raises propagates; deciding nothing records nothing (position 0).
+    """
+    for attempt in range(_ATTEMPTS):
+        history = await load_stream(pool, codec, notification_id)
+        if not history:
+            raise NotFoundError(f"notification {notification_id} does not exist")
+        current = notifications.replay(notification_id, history)
+        if tenant_id is not None and current.tenant_id != tenant_id:
+            raise NotFoundError(f"notification {notification_id} does not exist")
+        events = list(decide(current))
+        if not events:
+            return Accepted(notification_id, current.status, 0)
+        after = current
+        for event in events:
+            after = notifications.evolve(after, event, notification_id)
+        try:
+            positions = await writer.append(
+                [StreamAppend(notification_id, current.version, events)]
+            )
+        except ConcurrencyError:
+            if attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        return Accepted(notification_id, after.status, positions[-1])
+    raise AssertionError("unreachable")
+
+
 async def cancel_notification(
     cmd: CancelNotification,
     *,
@@ -113,25 +163,31 @@ async def cancel_notification(
     pool: AsyncConnectionPool,
     codec: EventCodec,
 ) -> Accepted:
-    for attempt in range(_ATTEMPTS):
-        history = await load_stream(pool, codec, cmd.notification_id)
-        if not history:
-            raise NotFoundError(f"notification {cmd.notification_id} does not exist")
-        current = notifications.replay(cmd.notification_id, history)
-        if current.tenant_id != cmd.tenant_id:
-            raise NotFoundError(f"notification {cmd.notification_id} does not exist")
-        events = notifications.cancel(
-            current, by=cmd.cancelled_by, reason=cmd.reason, at=datetime.now(UTC)
-        )
-        if not events:
-            return Accepted(cmd.notification_id, current.status, 0)
-        try:
-            positions = await writer.append(
-                [StreamAppend(cmd.notification_id, current.version, events)]
-            )
-        except ConcurrencyError:
-            if attempt == _ATTEMPTS - 1:
-                raise
-            continue
-        return Accepted(cmd.notification_id, Status.CANCELLED, positions[-1])
-    raise AssertionError("unreachable")
+    return await decide_and_append(
+        cmd.notification_id,
+        lambda n: notifications.cancel(
+            n, by=cmd.cancelled_by, reason=cmd.reason, at=datetime.now(UTC)
+        ),
+        tenant_id=cmd.tenant_id,
+        writer=writer,
+        pool=pool,
+        codec=codec,
+    )
+
+
+async def retry_notification(
+    cmd: RetryNotification,
+    *,
+    writer: GroupCommitWriter,
+    pool: AsyncConnectionPool,
+    codec: EventCodec,
+) -> Accepted:
+    """Re-queue a failed or dead-lettered notification; IllegalTransitionError otherwise."""
+    return await decide_and_append(
+        cmd.notification_id,
+        lambda n: notifications.request_retry(n, by=cmd.requested_by, at=datetime.now(UTC)),
+        tenant_id=cmd.tenant_id,
+        writer=writer,
+        pool=pool,
+        codec=codec,
+    )

@@ -1,4 +1,4 @@
-"""HTTP for notification commands: request one, request a batch, cancel.
+"""HTTP for notification commands: request one, request a batch, cancel; and an operator's retry.
 
 Responses carry the event-store position, so a client can ask a read model to catch up to
 its own write. An `Idempotency-Key` header makes a request safe to retry: the same key with
@@ -22,7 +22,11 @@ from litestar.params import FromPath, JSONBody
 
 from commands.notifications import handlers
 from commands.notifications.handlers import Accepted, BatchInvalidError, Plan
-from commands.notifications.messages import CancelNotification, RequestNotification
+from commands.notifications.messages import (
+    CancelNotification,
+    RequestNotification,
+    RetryNotification,
+)
 from domain.identity.roles import Role
 from domain.notifications.values import Channel, Content, Priority
 from infrastructure.auth.guard import allow, current_principal
@@ -32,6 +36,7 @@ from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint, recall
 from infrastructure.resources import Resources
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
+OPERATORS = allow(Role.ADMIN, Role.OPERATOR)
 MAX_BATCH = 10_000
 ACCEPTED = 202
 _KEY_SHAPE = re.compile(r"^[\x21-\x7e]+$")
@@ -48,6 +53,8 @@ class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     priority: Priority = Priority.NORMAL
     send_at: datetime | None = None
     fallback: list[Channel] = msgspec.field(default_factory=list)
+    # The address on each fallback channel, e.g. {"sms": "+14155550100"}.
+    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -94,6 +101,7 @@ def _command(
         priority=item.priority,
         send_at=item.send_at,
         fallback=tuple(item.fallback),
+        fallback_recipients=item.fallback_recipients,
         metadata=item.metadata,
         idempotency_key=key,
         requested_by=principal.subject,
@@ -102,8 +110,7 @@ def _command(
 
 
 def _one(accepted: Sequence[Accepted]) -> bytes:
-    only = accepted[0]
-    return _encode(AcceptedView(only.notification_id, only.status.value, only.position))
+    return _encode(_view(accepted[0]))
 
 
 def _many(accepted: Sequence[Accepted]) -> bytes:
@@ -270,7 +277,40 @@ class NotificationCommands(Controller):
         accepted = await handlers.cancel_notification(
             command, writer=resources.writer, pool=resources.db, codec=resources.codec
         )
-        return AcceptedView(accepted.notification_id, accepted.status.value, accepted.position)
+        return _view(accepted)
+
+
+class AdminNotificationCommands(Controller):
+    path = "/admin/notifications"
+    tags = ["admin"]  # noqa: RUF012
+
+    @post(
+        "/{notification_id:uuid}/retry",
+        policy=OPERATORS,
+        status_code=ACCEPTED,
+        operation_id="retryNotification",
+        summary="Re-queue a failed or dead-lettered notification; 409 in any other status.",
+    )
+    async def retry(
+        self,
+        notification_id: FromPath[UUID],
+        request: Request[Any, Any, Any],
+        resources: NamedDependency[Resources],
+    ) -> AcceptedView:
+        principal = current_principal(request)
+        command = RetryNotification(
+            tenant_id=principal.tenant_id,
+            notification_id=notification_id,
+            requested_by=principal.subject,
+        )
+        accepted = await handlers.retry_notification(
+            command, writer=resources.writer, pool=resources.db, codec=resources.codec
+        )
+        return _view(accepted)
+
+
+def _view(accepted: Accepted) -> AcceptedView:
+    return AcceptedView(accepted.notification_id, accepted.status.value, accepted.position)
 
 
 def _decode_batch(raw: bytes) -> list[NotificationRequest]:
@@ -320,4 +360,4 @@ def _decode_each(raw: bytes) -> list[NotificationRequest]:
     return items
 
 
-ROUTES = [NotificationCommands]
+ROUTES = [NotificationCommands, AdminNotificationCommands]

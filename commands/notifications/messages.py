@@ -18,6 +18,7 @@ class RequestNotification(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority = Priority.NORMAL
     send_at: datetime | None = None
     fallback: tuple[Channel, ...] = ()
+    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     idempotency_key: str | None = None
     requested_by: str
@@ -30,3 +31,9 @@ class CancelNotification(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_by: str
     reason: str | None = None
     correlation_id: str | None = None
+
+
+class RetryNotification(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str
+    notification_id: UUID
+    requested_by: str

@@ -28,6 +28,9 @@ class NotificationRequested(NotificationEvent, frozen=True, kw_only=True):
     requested_by: str  # principal id
     send_at: datetime | None = None
     fallback: tuple[Channel, ...] = ()
+    # The address on each fallback channel. Added after the first events were recorded:
+    # those decode with it empty.
+    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     idempotency_key: str | None = None
 
@@ -75,6 +78,7 @@ class RetryScheduled(NotificationEvent, frozen=True, kw_only=True):
 class ChannelFallenBack(NotificationEvent, frozen=True, kw_only=True):
     from_channel: Channel
     to_channel: Channel
+    to_recipient: str | None = None  # the address on to_channel; None: the same as before
 
 
 class NotificationDeadLettered(NotificationEvent, frozen=True, kw_only=True):

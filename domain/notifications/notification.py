@@ -39,6 +39,7 @@ from domain.notifications.values import (
     Priority,
     check_content,
     check_fallback,
+    check_fallback_recipients,
     check_idempotency_key,
     check_metadata,
     check_recipient,
@@ -93,6 +94,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
     attempt: int = 0  # dispatch attempts started on the current channel
     fallback: tuple[Channel, ...] = ()  # channels still left to fall back to, in order
+    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
     send_at: datetime | None = None
     retry_at: datetime | None = None
     provider: str | None = None  # who the current attempt went to
@@ -149,6 +151,7 @@ def evolve(n: Notification | None, event: DomainEvent, notification_id: UUID) ->
             priority=event.priority,
             status=Status.REQUESTED,
             fallback=event.fallback,
+            fallback_recipients=dict(event.fallback_recipients),
             send_at=event.send_at,
             correlation_id=event.correlation_id,
             version=1,
@@ -208,6 +211,7 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
                 n,
                 status=Status.REQUESTED,
                 channel=event.to_channel,
+                recipient=event.to_recipient or n.recipient,
                 fallback=n.fallback[1:],
                 attempt=0,
                 provider=None,
@@ -229,6 +233,7 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
                 n,
                 status=Status.ERASED,
                 recipient="",
+                fallback_recipients={},
                 last_error=None,
                 erased=True,
                 version=version,
@@ -265,12 +270,16 @@ def request(
     correlation_id: str | None,
     at: datetime,
     traceparent: str | None = None,
+    fallback_recipients: dict[Channel, str] | None = None,
 ) -> list[NotificationEvent]:
     # Checked in the order a request lists its fields, so the first error is the first field.
     recipient = check_recipient(channel, recipient)
     content = check_content(channel, content)
     send_at = check_send_at(send_at, at)
     fallback = check_fallback(channel, tuple(fallback))
+    recipients = check_fallback_recipients(fallback, fallback_recipients or {})
+    for other in fallback:  # the content must suit every channel it may go out on
+        check_content(other, content)
     metadata = check_metadata(metadata)
     idempotency_key = check_idempotency_key(idempotency_key)
     requested = NotificationRequested(
@@ -285,6 +294,7 @@ def request(
         requested_by=requested_by,
         send_at=send_at,
         fallback=fallback,
+        fallback_recipients=recipients,
         metadata=metadata,
         idempotency_key=idempotency_key,
     )
@@ -369,6 +379,7 @@ def fall_back(n: Notification, *, at: datetime) -> list[NotificationEvent]:
         correlation_id=n.correlation_id,
         from_channel=n.channel,
         to_channel=to_channel,
+        to_recipient=n.fallback_recipients.get(to_channel),
     )
     return _decided(n, event)
 

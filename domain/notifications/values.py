@@ -133,6 +133,27 @@ def check_fallback(channel: Channel, fallback: tuple[Channel, ...]) -> tuple[Cha
     return fallback
 
 
+def check_fallback_recipients(
+    fallback: tuple[Channel, ...], recipients: dict[Channel, str]
+) -> dict[Channel, str]:
+    """Each fallback channel needs its own address: a phone number is no use to email."""
+    for channel in recipients:
+        if channel not in fallback:
+            raise InvalidValueError(
+                f"fallback_recipients.{channel}", "names a channel that is not in fallback"
+            )
+    checked = {}
+    for channel in fallback:
+        raw = recipients.get(channel)
+        if raw is None:
+            raise InvalidValueError(f"fallback_recipients.{channel}", "is required")
+        try:
+            checked[channel] = check_recipient(channel, raw)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"fallback_recipients.{channel}", exc.reason) from None
+    return checked
+
+
 def check_idempotency_key(key: str | None) -> str | None:
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidValueError(

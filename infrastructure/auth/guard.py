@@ -1,7 +1,7 @@
 """Route policies and the one guard that enforces them on every route.
 
-Each route handler declares `policy=` (see `allow`, `PUBLIC`, `PROBE`); a route without
-one is refused outright, and a test walks the route table so none can ship without it.
+Each route handler declares `policy=` (see `allow`, `PUBLIC`, `PROBE`, `WEBHOOK`); a route
+without one is refused outright, and a test walks the route table so none can ship without it.
 The guard authenticates the caller (JWT or API key, no database round trip), counts the
 request against the caller's rate limits (one Redis round trip), then checks the roles.
 """
@@ -51,10 +51,14 @@ class Policy(msgspec.Struct, frozen=True):
 
     roles: frozenset[Role] | None
     rate_limited: bool = True
+    # False: the route reads no credentials at all and is limited per client IP on the
+    # webhook tier; the handler authenticates the request itself (a provider's signature).
+    credentials: bool = True
 
 
 PUBLIC = Policy(roles=None)
 PROBE = Policy(roles=None, rate_limited=False)  # health probes: never limited, never authed
+WEBHOOK = Policy(roles=None, credentials=False)  # provider callbacks: signed, no JWT
 
 
 def allow(*roles: Role) -> Policy:
@@ -82,6 +86,7 @@ class AccessGate:
         self.anonymous = parse_tiers(settings.rate_limit_anonymous)
         self.authenticated = parse_tiers(settings.rate_limit_authenticated)
         self.login = parse_tiers(settings.rate_limit_login)
+        self.webhooks = parse_tiers(settings.rate_limit_webhooks)
 
     async def authenticate(self, authorization: str | None) -> Principal | None:
         """The caller, None when no credentials were sent; 401 when they do not hold."""
@@ -162,6 +167,9 @@ async def authorize(
     if policy == PROBE:
         return
     gate: AccessGate = connection.app.state.gate
+    if not policy.credentials:
+        await _limit_uncredentialed(connection, gate, policy)
+        return
     try:
         principal = await gate.authenticate(connection.headers.get("authorization"))
     except NotAuthorizedException:
@@ -180,6 +188,15 @@ async def authorize(
         if not principal.has_any(policy.roles):
             raise PermissionDeniedException("your role does not allow this")
     connection.scope["state"][_PRINCIPAL] = principal
+
+
+async def _limit_uncredentialed(
+    connection: ASGIConnection[Any, Any, Any, Any], gate: AccessGate, policy: Policy
+) -> None:
+    """Webhooks: their handlers check the provider's signature; the guard counts the client IP."""
+    if policy.rate_limited:
+        key = f"webhook-ip:{client_ip(connection)}"
+        connection.scope["state"][_LIMIT] = await gate.limit(key, gate.webhooks)
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -20,6 +20,8 @@ from typing import IO, NoReturn
 
 import msgspec
 
+from infrastructure.delivery.sandbox import provider_modes
+from infrastructure.delivery.simulator import simulator_spec
 from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.servers import ProcessSpec, http_ok
 from infrastructure.devstack.supervisor import Supervisor
@@ -28,7 +30,7 @@ from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
 
-DEV_ROLES = ("api", "relay", "projector")
+DEV_ROLES = ("api", "relay", "projector", "dispatcher")
 STACK_FILE = "stack.env"  # the running stack's server URLs, for other herald commands
 
 
@@ -137,12 +139,23 @@ def role_spec(role: str, settings: Settings) -> ProcessSpec:
     )
 
 
+def with_dev_public_url(settings: Settings) -> Settings:
+    """Point the providers' webhooks at this API unless a public URL was configured."""
+    if settings.public_url != Settings().public_url:
+        return settings
+    return msgspec.structs.replace(
+        settings, public_url=f"http://{settings.http_host}:{settings.http_port}"
+    )
+
+
 def url_table(settings: Settings, data_dir: Path) -> str:
     api = f"http://{settings.http_host}:{settings.http_port}"
+    sandboxed = [name for name, mode in provider_modes(settings).items() if mode == "sandbox"]
     rows = [
         ("api", api),
         ("docs", f"{api}/docs"),
         ("health", f"{api}/health"),
+        ("simulator", f"{settings.simulator_url} ({', '.join(sandboxed)})" if sandboxed else "-"),
         ("postgres", redact_url(settings.database_url.reveal()) if settings.database_url else "-"),
         ("redis", redact_url(settings.redis_url.reveal()) if settings.redis_url else "-"),
         ("kafka", settings.kafka_bootstrap or "-"),
@@ -162,7 +175,10 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
         supervisor = Supervisor()
         try:
             full = with_dev_signing_key(start_servers(settings, supervisor, data_dir), data_dir)
+            full = with_dev_public_url(full)
             prepare_servers(full)
+            if "sandbox" in provider_modes(full).values():
+                supervisor.start(simulator_spec(full))
             for role in DEV_ROLES:
                 supervisor.start(role_spec(role, full))
             _write_stack_file(data_dir, full)

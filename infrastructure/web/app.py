@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
+from commands.webhooks.http import ROUTES as WEBHOOKS
 from infrastructure.auth.guard import POLICY, PUBLIC, add_rate_limit_headers, authorize
 from infrastructure.auth.http import TokenController
 from infrastructure.log import configure_logging
@@ -38,6 +39,7 @@ ROUTES: list[ControllerRouterHandler] = [
     TokenController,
     *IDENTITY_COMMANDS,
     *NOTIFICATION_COMMANDS,
+    *WEBHOOKS,
     *IDENTITY_QUERIES,
     *NOTIFICATION_QUERIES,
     *AUDIT_QUERIES,

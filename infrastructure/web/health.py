@@ -1,13 +1,15 @@
 """Health endpoints: full dependency report, and the liveness and readiness probes Kubernetes uses.
 
 `/health` probes PostgreSQL, Redis and the broker concurrently, each bounded by
-HERALD_HEALTH_TIMEOUT_MS, and answers 503 naming whatever is down. Liveness never looks at
-dependencies (a restart would not mend them); readiness does.
+HERALD_HEALTH_TIMEOUT_MS, and answers 503 naming whatever is down. It also shows each
+provider's mode (live, or the sandbox simulator) and its circuit breaker's state.
+Liveness never looks at dependencies (a restart would not mend them); readiness does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -18,6 +20,8 @@ from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from infrastructure.auth.guard import PROBE
+from infrastructure.delivery.protection import breaker_states
+from infrastructure.delivery.sandbox import provider_modes
 from infrastructure.resources import Resources
 
 
@@ -27,11 +31,18 @@ class DependencyHealth(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str | None = None
 
 
+class ProviderHealth(msgspec.Struct, frozen=True):
+    mode: str  # "live", or "sandbox": calls go to the provider simulator
+    circuit: str  # "closed", "open", "half_open"; "unknown" while Redis is down
+
+
 class HealthReport(msgspec.Struct, frozen=True):
     status: Literal["pass", "fail"]
     checks: dict[str, DependencyHealth]
     failing: list[str]
     detail: str
+    # An open circuit degrades one channel; it does not make Herald unhealthy.
+    providers: dict[str, ProviderHealth]
 
 
 class Liveness(msgspec.Struct, frozen=True):
@@ -82,7 +93,21 @@ async def check_health(resources: Resources) -> HealthReport:
     checks = dict(zip(names, results, strict=True))
     failing = [name for name, result in checks.items() if result.status == "down"]
     detail = f"down: {', '.join(failing)}" if failing else "all dependencies up"
-    return HealthReport("fail" if failing else "pass", checks, failing, detail)
+    providers = await _providers(resources, redis_up=checks["redis"].status == "up")
+    return HealthReport("fail" if failing else "pass", checks, failing, detail, providers)
+
+
+async def _providers(resources: Resources, *, redis_up: bool) -> dict[str, ProviderHealth]:
+    modes = provider_modes(resources.settings)
+    circuits = {name: "unknown" for name in modes}
+    if redis_up:
+        with contextlib.suppress(Exception):
+            states = await asyncio.wait_for(
+                breaker_states(resources.redis, resources.settings.namespace, list(modes)),
+                resources.settings.health_timeout_ms / 1000,
+            )
+            circuits = {name: str(state["state"]) for name, state in states.items()}
+    return {name: ProviderHealth(mode, circuits[name]) for name, mode in modes.items()}
 
 
 def _report_response(report: HealthReport) -> Response[HealthReport]:

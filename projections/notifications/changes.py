@@ -31,7 +31,7 @@ class Change:
     attempt: AttemptChange | None = None
 
 
-def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911 - one branch per event type
+def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a branch per event type
     """The change `event` makes. Every notification event makes one: each moves the version."""
     at: datetime = event.at
     match event:
@@ -90,7 +90,10 @@ def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911 - one branch per 
         case ev.RetryScheduled():
             return Change("retry_scheduled", {"send_at": event.retry_at})
         case ev.ChannelFallenBack():
-            return Change("requested", {"channel": event.to_channel.value})
+            fields = {"channel": event.to_channel.value}
+            if event.to_recipient is not None:
+                fields["recipient"] = event.to_recipient
+            return Change("requested", fields)
         case ev.NotificationDeadLettered():
             return Change("dead_lettered", {"last_error": event.reason, "dead_lettered_at": at})
         case ev.RetryRequested():

@@ -40,7 +40,13 @@ from infrastructure.eventstore.tracking import (
     read_after,
     stored_position,
 )
-from infrastructure.kafka import PROJECTOR_GROUP, consumer_group, notifications_topic
+from infrastructure.kafka import (
+    PROJECTOR_GROUP,
+    consumer_config,
+    consumer_group,
+    header_values,
+    notifications_topic,
+)
 from infrastructure.log import get_logger
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.resources import require_servers
@@ -66,31 +72,6 @@ _FRONTIER = (
     " WHERE e.notification_id > %s AND split_part(e.topic, '@', 1) = ANY(%s)"
     " ORDER BY e.notification_id LIMIT %s"
 )
-
-
-def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        # Short group timeouts: the first assignment takes seconds instead of half a minute.
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-        "max.poll.interval.ms": 10000,
-        "fetch.wait.max.ms": 20,  # latency from the relay's produce to the read model
-        "log_level": 3,
-    }
-
-
-def header_values(message: Message) -> dict[str, str]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {
-        name: value.decode() if isinstance(value, bytes) else str(value)
-        for name, value in pairs
-        if value is not None
-    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from litestar.params import QueryParameter
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow, current_principal
+from infrastructure.delivery.protection import breaker_states
+from infrastructure.delivery.sandbox import provider_modes
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
 from infrastructure.kafka import PROJECTOR_GROUP, consumer_group, notifications_topic
@@ -87,6 +89,8 @@ class Metrics(msgspec.Struct, frozen=True):
     log_head: int
     projection_lag: int
     notifications_by_status: dict[str, int]  # this tenant's, from the statistics model
+    # Per provider: mode (live or sandbox), circuit state and call counts, all dispatchers.
+    providers: dict[str, dict[str, Any]]
 
 
 @get(
@@ -245,7 +249,12 @@ async def metrics(
                 (tenant,),
             )
         ).fetchall()
+    modes = provider_modes(resources.settings)
+    providers = await breaker_states(resources.redis, resources.settings.namespace, list(modes))
+    for name, mode in modes.items():
+        providers[name]["mode"] = mode
     return Metrics(
+        providers=providers,
         read_cache=counts,
         read_cache_hit_rate=counts["hit"] / lookups if lookups else None,
         list_cache=cache_counts("herald_list_cache"),

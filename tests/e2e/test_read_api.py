@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,6 +18,7 @@ from infrastructure.kafka import notifications_topic
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings
 from tests.e2e.conftest import Account, AccountFactory
+from tests.e2e.streams import advance, dead_letter
 from tests.kafka_helpers import end_offsets, eventually, tenant_offsets
 
 EMAIL = {"channel": "email", "recipient": "ada@example.com", "subject": "s", "body": "b"}
@@ -36,17 +35,6 @@ def _send(api_url: str, account: Account, **fields: Any) -> dict[str, Any]:
 
 def _get(api_url: str, account: Account, path: str, **params: Any) -> httpx.Response:
     return httpx.get(f"{api_url}{path}", params=params, headers=account.headers, timeout=30)
-
-
-def _dead_letter(store: EventStore, notification_id: str, reason: str) -> None:
-    """Dispatch, fail for good and dead-letter a notification, as a dispatcher would."""
-    _advance(
-        store,
-        notification_id,
-        lambda n, at: notifications.start_dispatch(n, provider="sandbox", at=at),
-        lambda n, at: notifications.record_failure(n, reason=reason, permanent=True, at=at),
-        lambda n, at: notifications.dead_letter(n, reason=reason, at=at),
-    )
 
 
 def test_a_read_with_min_position_sees_the_write_it_follows(
@@ -255,7 +243,7 @@ def test_dashboard_dead_letters_statistics_and_queue_stats(
     httpx.post(
         f"{api_url}/notifications/{created[0]['id']}/cancel", json={}, headers=sender.headers
     )
-    _dead_letter(event_store, created[1]["id"], "mailbox does not exist")
+    dead_letter(event_store, created[1]["id"], "mailbox does not exist")
     with psycopg.connect(stack.database_url.reveal() if stack.database_url else "") as conn:
         head = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
     assert head is not None
@@ -307,7 +295,7 @@ def test_tenants_never_see_each_others_notifications_or_events(
     ours, theirs = account(Role.ADMIN), account(Role.ADMIN)
     mine = _send(api_url, ours)
     other = _send(api_url, theirs, recipient="ada@example.com")
-    _dead_letter(event_store, other["id"], "blocked")
+    dead_letter(event_store, other["id"], "blocked")
     with psycopg.connect(stack.database_url.reveal() if stack.database_url else "") as conn:
         head_row = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
     assert head_row is not None
@@ -351,25 +339,13 @@ def test_a_cached_list_is_served_until_the_tenant_changes(
     assert _counter(api_url, admin, "hit", "list") == hits + 1
 
 
-def _advance(store: EventStore, notification_id: str, *steps: Callable[..., Any]) -> int:
-    """Append what `steps` decide, one after the other; returns the last event's position."""
-    stream = uuid.UUID(notification_id)
-    current = notifications.replay(stream, [r.event for r in store.load(stream)])
-    start, appended = current.version, []
-    for step in steps:
-        for event in step(current, datetime.now(UTC)):
-            current = notifications.evolve(current, event, stream)
-            appended.append(event)
-    return max(store.append(stream, start, appended))
-
-
 def test_the_inbox_lists_a_recipients_newest_and_counts_the_unread(
     api_url: str, account: AccountFactory, projector: None, event_store: EventStore
 ) -> None:
     sender = account(Role.SENDER)
     recipient = f"{uuid.uuid4().hex[:8]}@example.com"
     sent = [_send(api_url, sender, recipient=recipient) for _ in range(3)]
-    position = _advance(
+    position = advance(
         event_store,
         sent[0]["id"],
         lambda n, at: notifications.start_dispatch(n, provider="sandbox", at=at),
@@ -381,7 +357,7 @@ def test_the_inbox_lists_a_recipients_newest_and_counts_the_unread(
     inbox = _get(api_url, sender, path).json()
     assert [i["id"] for i in inbox["items"]] == [s["id"] for s in reversed(sent)]
     assert inbox["unread"] == 1
-    position = _advance(
+    position = advance(
         event_store, sent[0]["id"], lambda n, at: notifications.record_opened(n, at=at)
     )
     _get(api_url, sender, f"/notifications/{sent[0]['id']}", min_position=position)

@@ -51,6 +51,7 @@ def _requested(
         priority=Priority.NORMAL,
         send_at=send_at,
         fallback=fallback,
+        fallback_recipients={c: RECIPIENTS[c] for c in fallback},
         metadata={"order": "42"},
         idempotency_key=None,
         requested_by="sender",
@@ -257,3 +258,42 @@ def test_any_sequence_of_decisions_keeps_the_model_consistent(
     assert decoded == recorded
     assert notifications.replay(n.id, recorded) == n
     assert notifications.replay(n.id, decoded) == n
+
+
+@pytest.mark.parametrize(
+    ("recipients", "field"),
+    [
+        ({}, "fallback_recipients.sms"),
+        ({Channel.SMS: "not-a-number"}, "fallback_recipients.sms"),
+        ({Channel.SMS: "+14155550100", Channel.PUSH: "d:1"}, "fallback_recipients.push"),
+    ],
+)
+def test_each_fallback_channel_needs_an_address_of_its_own(
+    recipients: dict[Channel, str], field: str
+) -> None:
+    def request() -> object:
+        return notifications.request(
+            tenant_id="t",
+            channel=Channel.EMAIL,
+            recipient="ada@example.com",
+            content=EMAIL,
+            priority=Priority.NORMAL,
+            send_at=None,
+            fallback=(Channel.SMS,),
+            fallback_recipients=recipients,
+            metadata={},
+            idempotency_key=None,
+            requested_by="sender",
+            correlation_id=None,
+            at=NOW,
+        )
+
+    assert _invalid(request) == field
+
+
+def test_a_fallback_hop_moves_to_the_address_given_for_that_channel() -> None:
+    n = notifications.replay(uuid.uuid4(), _requested(Channel.PUSH, (Channel.SMS,)))
+    n = _apply(n, notifications.start_dispatch(n, provider="fcm", at=NOW))
+    n = _apply(n, notifications.record_failure(n, reason="gone", permanent=True, at=NOW))
+    n = _apply(n, notifications.fall_back(n, at=NOW))
+    assert (n.channel, n.recipient, n.attempt) == (Channel.SMS, RECIPIENTS[Channel.SMS], 0)

@@ -112,9 +112,44 @@ def test_env_example_documents_every_setting_as_the_code_describes_it() -> None:
     assert all(f"# {variable}=" in env_example() for variable, *_ in describe())
 
 
+# Settings that are only valid together: each one's example is loaded with its partner's.
+PAIRS = {
+    "HERALD_TWILIO_ACCOUNT_SID": "HERALD_TWILIO_AUTH_TOKEN",
+    "HERALD_TWILIO_AUTH_TOKEN": "HERALD_TWILIO_ACCOUNT_SID",
+}
+
+
 def test_every_example_value_is_valid() -> None:
-    for variable, _, example, _ in describe():
-        load_settings(environ={variable: example}, env_file=None)
+    examples = {variable: example for variable, _, example, _ in describe()}
+    for variable, example in examples.items():
+        environ = {variable: example}
+        if variable in PAIRS:
+            environ[PAIRS[variable]] = examples[PAIRS[variable]]
+        load_settings(environ=environ, env_file=None)
+
+
+def test_half_of_the_twilio_credentials_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"^HERALD_TWILIO_AUTH_TOKEN is needed"):
+        load_settings(
+            environ={"HERALD_TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef"},
+            env_file=None,
+        )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("HERALD_DISPATCH_MAX_ATTEMPTS", "critical=8,high=6,normal=5", "low missing"),
+        ("HERALD_PROVIDER_CONCURRENCY", "sendgrid=1,twilio=1,fcm=0", "fcm must be at least 1"),
+        ("HERALD_PROVIDER_RATE_LIMITS", "ses=1", "'ses' is not one of sendgrid, twilio, fcm"),
+        ("HERALD_DISPATCH_LEASE_S", "5", "must exceed HERALD_PROVIDER_TIMEOUT_MS"),
+    ],
+)
+def test_dispatch_settings_name_what_is_wrong(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={variable: value}, env_file=None)
+    assert str(caught.value).startswith(variable)
+    assert problem in str(caught.value)
 
 
 @given(

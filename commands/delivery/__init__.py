@@ -1,0 +1,1 @@
+"""Delivery: dispatchers turn due notifications into provider calls and record every attempt."""

@@ -1,0 +1,259 @@
+"""The dispatch queue: which notifications need a dispatcher, from when, and how urgently.
+
+Two writers keep it, both guarded by stream version so that neither undoes the other:
+the consumer applies notification events as they arrive from Kafka, and a worker writes
+back what it learned from the stream of a notification it held. Workers take due rows
+with FOR UPDATE SKIP LOCKED and hold them under a lease, so two dispatchers never work on
+one notification at once; a lease that runs out (its holder died) frees the row again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.events import DomainEvent
+from domain.notifications.delivery import PRIORITY_RANK
+from domain.notifications.events import (
+    ChannelFallenBack,
+    DeliveryFailed,
+    NotificationBounced,
+    NotificationCancelled,
+    NotificationDeadLettered,
+    NotificationDelivered,
+    NotificationErased,
+    NotificationOpened,
+    NotificationRequested,
+    NotificationScheduled,
+    NotificationSent,
+    RetryRequested,
+    RetryScheduled,
+)
+
+UNKNOWN_RANK = 2  # the rank of `normal`, for a row first seen from an event without priority
+
+
+@dataclass(frozen=True)
+class Due:
+    """The notification needs a dispatcher from `at`."""
+
+    tenant_id: str
+    at: datetime
+    rank: int | None  # known only from NotificationRequested
+
+
+@dataclass(frozen=True)
+class Finished:
+    """No dispatcher has anything left to do for it (unless a later event says otherwise)."""
+
+
+Effect = Due | Finished
+
+
+def effect_of(event: DomainEvent) -> Effect | None:
+    """What an event means for the queue; None: nothing (DispatchStarted, for one)."""
+    match event:
+        case NotificationRequested():
+            return Due(event.tenant_id, event.send_at or event.at, PRIORITY_RANK[event.priority])
+        case NotificationScheduled():
+            return Due(event.tenant_id, event.send_at, None)
+        case RetryScheduled():
+            return Due(event.tenant_id, event.retry_at, None)
+        case ChannelFallenBack() | RetryRequested() | DeliveryFailed() | NotificationBounced():
+            return Due(event.tenant_id, event.at, None)
+        case (
+            NotificationSent()
+            | NotificationDelivered()
+            | NotificationOpened()
+            | NotificationDeadLettered()
+            | NotificationCancelled()
+            | NotificationErased()
+        ):
+            return Finished()
+    return None
+
+
+_UPSERT = """
+WITH input AS (
+    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int2[], %s::timestamptz[], %s::int8[])
+        AS i(notification_id, tenant_id, rank, due_at, version)
+), moved AS (
+    UPDATE dispatch_queue q
+    SET due_at = i.due_at, version = i.version,
+        priority_rank = coalesce(i.rank, q.priority_rank)
+    FROM input i
+    WHERE q.notification_id = i.notification_id AND q.version < i.version
+)
+INSERT INTO dispatch_queue (notification_id, tenant_id, priority_rank, due_at, version)
+SELECT i.notification_id, i.tenant_id, coalesce(i.rank, %s), i.due_at, i.version
+FROM input i
+WHERE NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.notification_id = i.notification_id)
+ON CONFLICT (notification_id) DO NOTHING
+"""
+_FINISH = """
+DELETE FROM dispatch_queue q
+USING unnest(%s::uuid[], %s::int8[]) AS i(notification_id, version)
+WHERE q.notification_id = i.notification_id AND q.version < i.version
+"""
+
+
+def apply_effects(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, Effect]]) -> int:
+    """Apply the last effect per notification (with its stream version) in one transaction.
+
+    Returns how many of them are due now or earlier, so the caller can wake the workers.
+    """
+    due = [(i, v, e) for i, (v, e) in effects.items() if isinstance(e, Due)]
+    finished = [(i, v) for i, (v, e) in effects.items() if isinstance(e, Finished)]
+    with conn.transaction():
+        if due:
+            conn.execute(
+                _UPSERT,
+                (
+                    [i for i, _, _ in due],
+                    [e.tenant_id for _, _, e in due],
+                    [e.rank for _, _, e in due],
+                    [e.at for _, _, e in due],
+                    [v for _, v, _ in due],
+                    UNKNOWN_RANK,
+                ),
+            )
+        if finished:
+            conn.execute(_FINISH, ([i for i, _ in finished], [v for _, v in finished]))
+    now = datetime.now(tz=due[0][2].at.tzinfo) if due else None
+    return sum(1 for _, _, e in due if now is not None and e.at <= now)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    notification_id: UUID
+    rank: int
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT notification_id FROM dispatch_queue
+    WHERE priority_rank <= %(max_rank)s AND due_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY priority_rank, due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE dispatch_queue q
+SET leased_until = now() + make_interval(secs => %(lease_s)s), leased_by = %(worker)s
+FROM due WHERE q.notification_id = due.notification_id
+RETURNING q.notification_id, q.priority_rank
+"""
+_NEXT_DUE = """
+SELECT extract(epoch FROM min(due_at) - now()) FROM dispatch_queue
+WHERE priority_rank <= %s AND (leased_until IS NULL OR leased_until < now())
+"""
+# A worker hands a row back: a later due time, or gone when nothing is left to do. The
+# consumer may have moved the row past what the worker saw; then only the lease goes.
+_RELEASE = """
+UPDATE dispatch_queue q
+SET leased_until = NULL, leased_by = NULL,
+    due_at = CASE WHEN q.version <= i.version THEN i.due_at ELSE q.due_at END,
+    priority_rank = CASE WHEN q.version <= i.version THEN i.rank ELSE q.priority_rank END,
+    version = greatest(q.version, i.version)
+FROM unnest(%s::uuid[], %s::timestamptz[], %s::int2[], %s::int8[])
+    AS i(notification_id, due_at, rank, version)
+WHERE q.notification_id = i.notification_id AND q.leased_by = %s
+"""
+_DROP = """
+DELETE FROM dispatch_queue q
+USING unnest(%s::uuid[], %s::int8[]) AS i(notification_id, version)
+WHERE q.notification_id = i.notification_id AND q.leased_by = %s AND q.version <= i.version
+"""
+_UNLEASE = """
+UPDATE dispatch_queue SET leased_until = NULL, leased_by = NULL
+WHERE notification_id = ANY(%s) AND leased_by = %s
+"""
+# Notifications the read model says still need a dispatcher but the queue does not hold:
+# their events were lost on the way (a broker that restarted empty). The age bound leaves
+# the normal path, a few ms behind, alone.
+_SWEEP = """
+INSERT INTO dispatch_queue (notification_id, tenant_id, priority_rank, due_at, version)
+SELECT v.notification_id, v.tenant_id,
+       CASE v.priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'low' THEN 3 ELSE 2 END,
+       now(), v.version
+FROM notification_view v
+WHERE v.status IN ('requested', 'scheduled', 'retry_scheduled', 'dispatching', 'failed', 'bounced')
+  AND v.updated_at < now() - make_interval(secs => %s)
+  AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.notification_id = v.notification_id)
+ON CONFLICT (notification_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class Release:
+    notification_id: UUID
+    version: int
+    due_at: datetime | None  # None: nothing left, drop the row
+    rank: int
+
+
+class DispatchQueue:
+    def __init__(self, worker: str, lease_s: int) -> None:
+        self.worker = worker
+        self._lease_s = lease_s
+
+    async def claim(
+        self, conn: psycopg.AsyncConnection[Any], max_rank: int, limit: int
+    ) -> list[Claimed]:
+        cursor = await conn.execute(
+            _CLAIM,
+            {"max_rank": max_rank, "limit": limit, "lease_s": self._lease_s, "worker": self.worker},
+        )
+        return [Claimed(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def seconds_to_next_due(
+        self, conn: psycopg.AsyncConnection[Any], max_rank: int
+    ) -> float | None:
+        row = await (await conn.execute(_NEXT_DUE, (max_rank,))).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def release(self, conn: psycopg.AsyncConnection[Any], releases: list[Release]) -> None:
+        later = [r for r in releases if r.due_at is not None]
+        done = [r for r in releases if r.due_at is None]
+        async with conn.transaction():
+            if later:
+                await conn.execute(
+                    _RELEASE,
+                    (
+                        [r.notification_id for r in later],
+                        [r.due_at for r in later],
+                        [r.rank for r in later],
+                        [r.version for r in later],
+                        self.worker,
+                    ),
+                )
+            if done:
+                ids = [r.notification_id for r in done]
+                await conn.execute(_DROP, (ids, [r.version for r in done], self.worker))
+                # Rows the consumer moved past the worker's version stay, without the lease.
+                await conn.execute(_UNLEASE, (ids, self.worker))
+
+    async def renew(self, conn: psycopg.AsyncConnection[Any], held: list[UUID]) -> None:
+        await conn.execute(
+            "UPDATE dispatch_queue SET leased_until = now() + make_interval(secs => %s)"
+            " WHERE notification_id = ANY(%s) AND leased_by = %s",
+            (self._lease_s, held, self.worker),
+        )
+
+    async def hold(
+        self, conn: psycopg.AsyncConnection[Any], notification_id: UUID, seconds: float
+    ) -> None:
+        """Keep a held row for `seconds` more; then any worker may take it again."""
+        await conn.execute(
+            "UPDATE dispatch_queue SET leased_until = now() + make_interval(secs => %s)"
+            " WHERE notification_id = %s AND leased_by = %s",
+            (seconds, notification_id, self.worker),
+        )
+
+    async def sweep(self, conn: psycopg.AsyncConnection[Any], older_than_s: float) -> int:
+        cursor = await conn.execute(_SWEEP, (older_than_s,))
+        return cursor.rowcount

@@ -1,0 +1,1 @@
+"""Provider webhooks: delivery reports from SendGrid and Twilio, recorded as notification events."""

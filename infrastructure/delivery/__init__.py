@@ -1,0 +1,1 @@
+"""Delivery plumbing: provider SDK adapters, the provider simulator, and their credentials."""
