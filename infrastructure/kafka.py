@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -109,3 +109,16 @@ def header_values(message: Message) -> dict[str, str]:
         for name, value in pairs
         if value is not None
     }
+
+
+def next_batch(consumer: Consumer, most: int, timeout: float) -> list[Message]:
+    """The messages already fetched, up to `most`, waiting at most `timeout` for the first.
+
+    `Consumer.consume(most, timeout)` waits until it has `most` messages or the timeout has
+    passed, so at a low rate every message would wait out the timeout; this returns as soon
+    as there is anything to work on.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, timeout=0)]

@@ -7,12 +7,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import auth, command, e2e, ingest, project, read, relay
+from perf import auth, command, dispatch, e2e, ingest, project, read, relay
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "auth": auth.run,
     "command": command.run,
+    "dispatch": dispatch.run,
     "e2e": e2e.run,
     "ingest": ingest.run,
     "project": project.run,

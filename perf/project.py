@@ -129,7 +129,9 @@ def _consume_and_decode(settings: Settings, events: int) -> float:
     return seen / (time.perf_counter() - (started or time.perf_counter()))
 
 
-def _project(settings: Settings, events: int) -> tuple[float, dict[str, int], dict[str, float]]:
+def projector_rate(
+    settings: Settings, events: int
+) -> tuple[float, dict[str, int], dict[str, float]]:
     """Events per second from the first message applied to the last partition offset saved."""
     assert settings.database_url is not None  # noqa: S101 - servers() set it
     database_url = settings.database_url.reveal()
@@ -176,7 +178,7 @@ def run(quick: bool) -> dict[str, Any]:
         events = _fill(settings.database_url.reveal(), count)
         _publish(settings, events)
         baseline = _consume_and_decode(settings, events)
-        rate, applied, stages = _project(settings, events)
+        rate, applied, stages = projector_rate(settings, events)
         rebuild_s = _rebuild(settings)
     return {
         "scenario": "project",

@@ -79,6 +79,7 @@ from infrastructure.kafka import (
     consumer_group,
     dead_letter_topic,
     header_values,
+    next_batch,
     notifications_topic,
 )
 from infrastructure.log import get_logger
@@ -144,6 +145,8 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self.counts: dict[str, int] = {"sent": 0, "failed": 0, "deferred": 0}
         self._held: set[UUID] = set()  # notifications this process is working on
+        self._released: list[Release] = []  # rows handed back, written together
+        self._release_due: asyncio.Event | None = None
 
     # --- the whole role -------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class Dispatcher:
     async def _serve(self, stop: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._release_due = asyncio.Event()
         consumer = threading.Thread(target=self._consume, args=(stop,), name="dispatch-consumer")
         consumer.start()
         pool = AsyncConnectionPool(self._database_url, min_size=2, max_size=8, open=False)
@@ -188,6 +192,7 @@ class Dispatcher:
         ]
         lanes.append(asyncio.create_task(self._sweep(pool), name="sweep"))
         lanes.append(asyncio.create_task(self._renew(), name="renew"))
+        releases = asyncio.create_task(self._write_releases(pool), name="release")
         log.info("dispatcher started", worker=self._queue.worker)
         try:
             await asyncio.to_thread(stop.wait)
@@ -195,6 +200,8 @@ class Dispatcher:
             for task in lanes:
                 task.cancel()
             await asyncio.gather(*lanes, return_exceptions=True)
+            releases.cancel()  # after the lanes, so that it writes what their last tasks left
+            await asyncio.gather(releases, return_exceptions=True)
             await asyncio.to_thread(consumer.join)
             await writer.stop()
             executor.shutdown(wait=False, cancel_futures=True)
@@ -215,7 +222,7 @@ class Dispatcher:
         try:
             with psycopg.connect(self._database_url, autocommit=True) as conn:
                 while not stop.is_set():
-                    messages = consumer.consume(1000, timeout=0.2)
+                    messages = next_batch(consumer, 1000, timeout=0.2)
                     if messages:
                         self._consume_batch(conn, consumer, producer, messages)
         except Exception:
@@ -372,17 +379,45 @@ class Dispatcher:
             release = None
         finally:
             self._held.discard(item.notification_id)
+        if release is not None and self._release_due is not None:
+            self._released.append(release)
+            self._release_due.set()
+            return
         try:
             async with work.pool.connection() as conn:
-                if release is None:
-                    # Keep the row a little longer, then try again from the stream, which
-                    # holds whatever this turn managed to record.
-                    await self._queue.hold(conn, item.notification_id, ERROR_PAUSE_S)
-                else:
-                    await self._queue.release(conn, [release])
+                # Keep the row a little longer, then try again from the stream, which holds
+                # whatever this turn managed to record.
+                await self._queue.hold(conn, item.notification_id, ERROR_PAUSE_S)
         except psycopg.Error as exc:
             # The lease runs out and another worker takes the row again.
-            log.warning("could not hand a queue row back", error=str(exc))
+            log.warning("could not hold a queue row", error=str(exc))
+
+    async def _write_releases(self, pool: AsyncConnectionPool) -> None:
+        """Hand rows back in one statement per turn rather than one transaction per row.
+
+        Until then a row keeps its lease, so no worker takes it early; rows that could not
+        be handed back are taken again once their leases run out.
+        """
+        due = self._release_due
+        if due is None:
+            raise RuntimeError("releases are written inside _serve")
+        try:
+            while True:
+                await due.wait()
+                due.clear()
+                await self._flush_releases(pool)
+        finally:
+            await asyncio.shield(self._flush_releases(pool))
+
+    async def _flush_releases(self, pool: AsyncConnectionPool) -> None:
+        batch, self._released = self._released, []
+        if not batch:
+            return
+        try:
+            async with pool.connection() as conn:
+                await self._queue.release(conn, batch)
+        except psycopg.Error as exc:
+            log.warning("could not hand queue rows back", count=len(batch), error=str(exc))
 
     async def _advance(self, work: _Work, item: Claimed, history: list[DomainEvent]) -> Release:
         nid = item.notification_id
@@ -471,11 +506,12 @@ class Dispatcher:
     async def _record(self, work: _Work, n: Notification, outcome: _Outcome) -> Notification:
         now = datetime.now(UTC)
         if outcome.provider_message_id is not None:
-            self.counts["sent"] += 1
             events = notifications.record_sent(
                 n, provider_message_id=outcome.provider_message_id, at=now
             )
-            return await self._append(work, n, events)
+            n = await self._append(work, n, events)
+            self.counts["sent"] += 1
+            return n
         self.counts["failed"] += 1
         failed = notifications.record_failure(
             n, reason=outcome.reason, permanent=outcome.permanent, at=now

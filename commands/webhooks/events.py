@@ -13,6 +13,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -111,6 +112,30 @@ def from_twilio(query: Mapping[str, str], form: Mapping[str, str]) -> Report | N
         provider_message_id=sid,
         provider_event_id=f"{sid}:{status}" if sid else None,
         reason=reason[:MAX_REASON_CHARS],
+    )
+
+
+RECEIPT_OUTCOMES = {"delivered": Outcome.DELIVERED, "opened": Outcome.OPENED}
+
+
+class PushReceipt(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an app posts back when a push arrives or is opened (its data payload's ids)."""
+
+    notification_id: UUID
+    attempt: Annotated[int, msgspec.Meta(ge=1)]
+    receipt: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    event: Literal["delivered", "opened"] = "delivered"
+
+
+def from_push_receipt(receipt: PushReceipt) -> Report:
+    return Report(
+        notification_id=receipt.notification_id,
+        attempt=receipt.attempt,
+        channel=Channel.PUSH,
+        outcome=RECEIPT_OUTCOMES[receipt.event],
+        provider_message_id=None,
+        provider_event_id=f"receipt:{receipt.attempt}:{receipt.event}",
+        reason="",
     )
 
 

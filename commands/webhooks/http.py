@@ -1,10 +1,11 @@
-"""Provider webhooks: SendGrid's Event Webhook and Twilio's status callbacks.
+"""Provider webhooks: SendGrid's Event Webhook, Twilio's status callbacks, push receipts.
 
 No JWT: the provider's signature is the credential (401 without one, 403 when it does not
-verify). Each report is recorded for the notification it names, in that notification's own
-tenant, at most once; a report that is stale, already known or about an unknown notification
-answers 200, so the provider stops sending it. A report that overtakes the Sent event of its
-attempt answers 503 with Retry-After, so the provider sends it again once Sent is recorded.
+verify); for a push receipt, the token Herald put in the push. Each report is recorded for
+the notification it names, in that notification's own tenant, at most once; a report that
+is stale, already known or about an unknown notification answers 200, so the provider stops
+sending it. A report that overtakes the Sent event of its attempt answers 503 with
+Retry-After, so the provider sends it again once Sent is recorded.
 """
 
 from __future__ import annotations
@@ -125,6 +126,29 @@ class ProviderWebhooks(Controller):
             raise _refusal(exc, "twilio") from None
         item = _twilio_item(dict(parse_qsl(query)), dict(fields))
         return _receipt([await _handle(item, "twilio", resources)])
+
+    @post(
+        "/push-receipts",
+        policy=WEBHOOK,
+        status_code=OK,
+        operation_id="receivePushReceipt",
+        summary="An app reports that a push arrived (delivered) or was opened.",
+        description="JSON with the notification_id, attempt and receipt from the push's data "
+        "payload (herald_notification_id, herald_attempt, herald_receipt); the receipt is the "
+        "credential. 403 when it does not match; 503 with Retry-After when the push's Sent "
+        "event is not recorded yet.",
+    )
+    async def push_receipt(
+        self,
+        data: reports.PushReceipt,
+        resources: NamedDependency[Resources],
+        verifier: NamedDependency[WebhookVerifier],
+    ) -> WebhookReceipt:
+        try:
+            verifier.verify_push_receipt(data.notification_id, data.attempt, data.receipt)
+        except BadSignatureError as exc:
+            raise _refusal(exc, "push") from None
+        return _receipt([await _handle(reports.from_push_receipt(data), "push", resources)])
 
 
 def _refusal(exc: Exception, provider: str) -> NotAuthorizedException | PermissionDeniedException:

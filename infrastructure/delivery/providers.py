@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from domain.notifications.values import Channel
+from infrastructure.delivery import push_receipts
 from infrastructure.delivery.sandbox import FCM_PROJECT, load_sandbox
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings, SettingsError
@@ -209,15 +210,20 @@ def build_providers(settings: Settings) -> dict[Channel, Provider]:
             timeout_ms=timeout_ms,
             base_url=simulator,
         )
+    receipt_key = next(iter(push_receipts.receipt_keys(settings)), None)
+    if receipt_key is None:
+        log.warning("push receipts off: without HERALD_JWT_SECRET a push ends at sent")
     if settings.fcm_service_account_file is not None:
         push = FcmProvider(
             service_account=_service_account(settings.fcm_service_account_file),
             timeout_ms=timeout_ms,
+            receipt_key=receipt_key,
         )
     else:
         push = FcmProvider(
             service_account=load_sandbox(settings).fcm_service_account(simulator),
             timeout_ms=timeout_ms,
+            receipt_key=receipt_key,
             send_url=f"{simulator}/v1/projects/{FCM_PROJECT}/messages:send",
         )
     providers: list[Provider] = [email, sms, push]

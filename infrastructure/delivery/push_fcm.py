@@ -1,7 +1,7 @@
 """Push through Firebase Cloud Messaging's HTTP v1 API, with the official Admin SDK.
 
-The message's ids ride in its data payload. FCM posts no delivery callback: a push is as
-delivered as FCM's acceptance says.
+The message's ids ride in its data payload, with a receipt token: FCM posts no delivery
+callback, so the app reports arrival itself (infrastructure.delivery.push_receipts).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from firebase_admin.exceptions import FirebaseError  # type: ignore[import-untyp
 from requests.adapters import HTTPAdapter
 
 from domain.notifications.values import Channel
+from infrastructure.delivery import push_receipts
 from infrastructure.delivery.providers import (
     OutboundMessage,
     PerThread,
@@ -53,10 +54,20 @@ class FcmProvider:
     channel = Channel.PUSH
 
     def __init__(
-        self, *, service_account: dict[str, Any], timeout_ms: int, send_url: str | None = None
+        self,
+        *,
+        service_account: dict[str, Any],
+        timeout_ms: int,
+        receipt_key: bytes | None,
+        send_url: str | None = None,
     ) -> None:
-        """`send_url` None: FCM itself; else the provider simulator's send URL (the sandbox)."""
+        """`send_url` None: FCM itself; else the provider simulator's send URL (the sandbox).
+
+        `receipt_key` signs the receipt token each push carries for the app to post back
+        (infrastructure.delivery.push_receipts); None sends pushes without one.
+        """
         self.sandbox = send_url is not None
+        self._receipt_key = receipt_key
         self._service_account = service_account
         self._timeout_ms = timeout_ms
         self._send_url = send_url
@@ -87,16 +98,21 @@ class FcmProvider:
         return app
 
     def send(self, message: OutboundMessage) -> str:
+        data = {
+            "herald_notification_id": str(message.notification_id),
+            "herald_attempt": str(message.attempt),
+            "herald_dedupe_key": message.dedupe_key,
+        }
+        if self._receipt_key is not None:
+            data["herald_receipt"] = push_receipts.sign(
+                self._receipt_key, message.notification_id, message.attempt
+            )
         push = messaging.Message(
             # A registration token, which is what Herald stores. firebase-admin 7.7 deprecates
             # the field in favour of installation ids (`fid`); FCM v1 still takes both.
             token=message.recipient,
             notification=messaging.Notification(title=message.subject, body=message.body),
-            data={
-                "herald_notification_id": str(message.notification_id),
-                "herald_attempt": str(message.attempt),
-                "herald_dedupe_key": message.dedupe_key,
-            },
+            data=data,
         )
         try:
             name = messaging.send(push, app=self._apps.get())

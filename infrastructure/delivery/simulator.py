@@ -3,8 +3,9 @@
 Every provider without credentials sends here (see `build_providers`). It checks the
 sandbox credentials, counts calls per dedupe key, answers a repeat of an accepted key with
 the same message id, fails calls at the configured rates or for magic recipients, and posts
-signed delivery webhooks to HERALD_PUBLIC_URL as the real providers would. Its counters live
-in memory, so it runs as one process with one worker.
+signed delivery webhooks to HERALD_PUBLIC_URL as the real providers would. For push it also
+plays the device, whose app posts each push's receipt back. Its counters live in memory, so
+it runs as one process with one worker.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ TIMEOUT_MARGIN_S = 5.0  # a "timed out" call is held this long past the caller's
 WEBHOOK_TRIES = 20
 WEBHOOK_FIRST_BACKOFF_S = 0.2
 WEBHOOK_MAX_BACKOFF_S = 5.0
+# Webhook posts in flight at once. httpx's pool scans its whole queue for every request it
+# assigns, so thousands of queued posts would cost more CPU than the posts themselves; the
+# rest wait their turn on a semaphore instead.
+WEBHOOK_CONCURRENCY = 32
 TWILIO_INVALID, TWILIO_UNSUBSCRIBED, TWILIO_UNDELIVERED = (
     "+15005550001",
     "+15005550004",
@@ -119,7 +124,10 @@ class Simulator:
         self.token_key = key.public_key()
         self.signing_key = signing
         self.access_tokens: set[str] = set()
-        self.http = httpx.AsyncClient(timeout=5.0)
+        self.http = httpx.AsyncClient(
+            timeout=5.0, limits=httpx.Limits(max_connections=WEBHOOK_CONCURRENCY)
+        )
+        self._posting = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
         self._webhooks: set[asyncio.Task[None]] = set()
         self.reset()
 
@@ -138,7 +146,7 @@ class Simulator:
             "calls": dict(self.calls),
             "accepted": dict(self.accepted),
             "by_provider": {name: dict(counts) for name, counts in self.by_provider.items()},
-            "webhooks": dict(self.webhooks),
+            "webhooks": {**self.webhooks, "pending": len(self._webhooks)},
         }
 
     async def admit(
@@ -195,7 +203,9 @@ class Simulator:
         for _ in range(WEBHOOK_TRIES):
             self.webhooks["posted"] += 1
             try:
-                acknowledged = (await self.http.post(url, content=body, headers=headers)).is_success
+                async with self._posting:
+                    response = await self.http.post(url, content=body, headers=headers)
+                acknowledged = response.is_success
             except httpx.HTTPError:
                 acknowledged = False
             if acknowledged:
@@ -496,6 +506,21 @@ async def fcm_send(
         return _held()
     if admission.outcome in _FCM_REFUSALS:
         return _fcm_error(*_FCM_REFUSALS[admission.outcome])
+    receipt = push.data.get("herald_receipt")
+    if admission.outcome is Outcome.ACCEPTED and receipt and not recipient.startswith("offline"):
+        # The device plays its part: the app posts the push's receipt back to Herald.
+        body = msgspec.json.encode(
+            {
+                "notification_id": push.data.get("herald_notification_id"),
+                "attempt": int(push.data.get("herald_attempt", "0")),
+                "receipt": receipt,
+                "event": "delivered",
+            }
+        )
+        simulator.post_later(
+            f"{simulator.settings.public_url}/webhooks/push-receipts",
+            lambda: (body, {"Content-Type": "application/json"}),
+        )
     return _json(200, {"name": f"projects/{project}/messages/{admission.message_id}"})
 
 

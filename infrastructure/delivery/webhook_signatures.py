@@ -1,4 +1,5 @@
-"""Checks that a webhook really comes from SendGrid or Twilio, with their SDKs' verifiers.
+"""Checks that a webhook really comes from SendGrid or Twilio, with their SDKs' verifiers,
+or that a push receipt is one Herald handed out.
 
 Keys follow the providers' mode: an unconfigured provider is the sandbox, whose simulator
 signs with the sandbox credentials; a configured one signs with the keys in settings.
@@ -13,11 +14,13 @@ import binascii
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from litestar.datastructures import MultiDict
 from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-untyped]
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from infrastructure.delivery import push_receipts
 from infrastructure.delivery.sandbox import load_sandbox
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings
@@ -44,6 +47,7 @@ class WebhookVerifier:
     sendgrid: EventWebhook | None  # None: SendGrid is real and has no key; refuse everything
     twilio: RequestValidator
     public_url: str
+    push_receipt_keys: list[bytes]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookVerifier:
@@ -56,6 +60,7 @@ class WebhookVerifier:
             sendgrid=_sendgrid_verifier(sendgrid_key),
             twilio=RequestValidator(token),
             public_url=settings.public_url.rstrip("/"),
+            push_receipt_keys=push_receipts.receipt_keys(settings),
         )
 
     def verify_sendgrid(
@@ -99,6 +104,11 @@ class WebhookVerifier:
         url = self.public_url + path_and_query
         if not self.twilio.validate(url, MultiDict(fields), signature):
             raise BadSignatureError("the Twilio signature does not verify")
+
+    def verify_push_receipt(self, notification_id: UUID, attempt: int, receipt: str) -> None:
+        """Raise BadSignatureError unless Herald signed this receipt for this attempt."""
+        if not push_receipts.verify(self.push_receipt_keys, notification_id, attempt, receipt):
+            raise BadSignatureError("the push receipt does not match its notification")
 
 
 def _sendgrid_verifier(key: str | None) -> EventWebhook | None:

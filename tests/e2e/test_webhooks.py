@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from domain.identity.roles import Role
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationBounced, NotificationDelivered
+from infrastructure.delivery import push_receipts
 from infrastructure.delivery.sandbox import SandboxCredentials, load_sandbox
 from infrastructure.eventstore.store import EventStore
 from infrastructure.settings import Settings
@@ -369,3 +370,42 @@ def test_the_recorded_report_keeps_its_provider_event_id(
     assert isinstance(delivered, NotificationDelivered)
     assert delivered.provider_event_id == "sg-123"
     assert delivered.at >= started
+
+
+def test_a_push_receipt_is_its_own_credential_and_counts_once(
+    api_url: str, sender: Account, event_store: EventStore, api_settings: Settings
+) -> None:
+    push = {"channel": "push", "recipient": "device-receipt", "subject": "s", "body": "b"}
+    notification_id = _dispatching(api_url, sender, event_store, push)
+    [key, *_] = push_receipts.receipt_keys(api_settings)
+    token = push_receipts.sign(key, uuid.UUID(notification_id), 1)
+    receipt: dict[str, Any] = {"notification_id": notification_id, "attempt": 1, "receipt": token}
+    url = f"{api_url}/webhooks/push-receipts"
+
+    early = httpx.post(url, json=receipt)
+    assert early.status_code == 503
+    assert early.headers["retry-after"] == "1"
+
+    _record_sent(event_store, notification_id, "projects/p/messages/0:1")
+    forged = httpx.post(url, json={**receipt, "receipt": token[:-2] + "xx"})
+    assert forged.status_code == 403
+    other_attempt = httpx.post(url, json={**receipt, "attempt": 2})
+    assert other_attempt.status_code == 403
+    invalid = httpx.post(url, json={**receipt, "event": "arrived"})
+    assert invalid.status_code == 422
+    assert invalid.headers["content-type"] == "application/problem+json"
+    assert "event" in invalid.text
+    assert _events(event_store, notification_id)[-1] == "NotificationSent"
+
+    first = httpx.post(url, json=receipt)
+    again = httpx.post(url, json=receipt)
+    assert (first.json(), again.json()) == (
+        {"received": 1, "recorded": 1},
+        {"received": 1, "recorded": 0},
+    )
+    opened = httpx.post(url, json={**receipt, "event": "opened"})
+    assert opened.json() == {"received": 1, "recorded": 1}
+    assert _events(event_store, notification_id)[-2:] == [
+        "NotificationDelivered",
+        "NotificationOpened",
+    ]

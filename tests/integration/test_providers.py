@@ -25,6 +25,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-un
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from domain.notifications.values import Channel
+from infrastructure.delivery import push_receipts
 from infrastructure.delivery.providers import (
     OutboundMessage,
     Provider,
@@ -101,6 +102,7 @@ def _settings(dev_dir: Path, public_url: str, **extra: str) -> Settings:
         "HERALD_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}",
         "HERALD_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS),
         "HERALD_SIMULATOR_WEBHOOK_DELAY_MS": "0",
+        "HERALD_JWT_SECRET": "the-push-receipt-key-derives-from-this-secret",
         **extra,
     }
     return load_settings(environ, None)
@@ -388,13 +390,31 @@ def test_a_refused_webhook_is_posted_again_until_acknowledged(
     while (webhooks := simulator.get("/_simulator/stats").json()["webhooks"])["acknowledged"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert webhooks == {"posted": 3, "acknowledged": 1, "failed": 2}
+    assert (webhooks["posted"], webhooks["acknowledged"], webhooks["failed"]) == (3, 1, 2)
 
 
-def test_push_has_no_webhook(
-    providers: dict[Channel, Provider], simulator: httpx.Client, receiver: Receiver
+def test_the_device_posts_a_push_receipt_and_an_offline_one_does_not(
+    providers: dict[Channel, Provider],
+    simulator: httpx.Client,
+    receiver: Receiver,
+    settings: Settings,
 ) -> None:
-    providers[Channel.PUSH].send(_message(Channel.PUSH))
+    message = _message(Channel.PUSH)
+    providers[Channel.PUSH].send(message)
+    posted = receiver.next()
+
+    assert posted.path == "/webhooks/push-receipts"
+    body = json.loads(posted.body)
+    assert (body["notification_id"], body["attempt"], body["event"]) == (
+        str(message.notification_id),
+        message.attempt,
+        "delivered",
+    )
+    keys = push_receipts.receipt_keys(settings)
+    assert push_receipts.verify(keys, message.notification_id, message.attempt, body["receipt"])
+    assert not push_receipts.verify(keys, message.notification_id, 2, body["receipt"])
+
+    providers[Channel.PUSH].send(_message(Channel.PUSH, "offline-device"))
     with pytest.raises(queue.Empty):
         receiver.next(timeout=0.3)
 
