@@ -3,8 +3,9 @@ dispatcher role and the official provider SDKs, against the notifications projec
 over the same log in the same run; then the accept → Sent latency at half that rate.
 
 The api, relay, dispatcher and provider simulator run as processes, as `herald dev` runs
-them; the simulator answers at once and fails nothing, and its delivery webhooks come back
-to the api. The projector is not running while notifications are dispatched.
+them (PERF_DISPATCHERS=N runs N dispatchers in one consumer group). The simulator answers
+at once and fails nothing, and its delivery webhooks come back to the api. The projector is
+not running while notifications are dispatched.
 
 1. Throughput. The log is filled with notifications already requested (email, SMS and push
    in turn), so that nothing but the dispatcher limits the rate. The figure is the count
@@ -22,6 +23,7 @@ to the api. The projector is not running while notifications are dispatched.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -221,18 +223,27 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 @contextmanager
-def _roles(settings: Settings, logs: Path) -> Iterator[Supervisor]:
-    """The simulator, api, relay and dispatcher as processes, each logging to `logs`."""
+def _roles(settings: Settings, logs: Path, dispatchers: int) -> Iterator[Supervisor]:
+    """The simulator, api, relay and dispatchers as processes, each logging to `logs`."""
     with Supervisor() as supervisor:
         supervisor.start(replace(simulator_spec(settings), log_path=logs / "simulator.log"))
-        for role in ("api", "relay", "dispatcher"):
+        for role in ("api", "relay"):
             spec = replace(role_spec(role, settings), log_path=logs / f"{role}.log")
+            supervisor.start(spec, ready_timeout=30)
+        for index in range(1, dispatchers + 1):
+            name = f"dispatcher-{index}"
+            spec = replace(
+                role_spec("dispatcher", settings), name=name, log_path=logs / f"{name}.log"
+            )
             supervisor.start(spec, ready_timeout=30)
         yield supervisor
 
 
 def run(quick: bool) -> dict[str, Any]:
     count = 3_000 if quick else 20_000
+    dispatchers = int(os.environ.get("PERF_DISPATCHERS", "1"))
+    if dispatchers < 1:
+        raise BenchmarkError(f"PERF_DISPATCHERS={dispatchers}: must be at least 1")
     seconds = 5 if quick else 20
     with servers() as started, tempfile.TemporaryDirectory(prefix="herald-perf-") as scratch:
         if started.database_url is None:
@@ -260,7 +271,7 @@ def run(quick: bool) -> dict[str, Any]:
         ids = _fill(database_url, count)
         with (
             psycopg.connect(database_url, autocommit=True) as conn,
-            _roles(settings, logs) as supervisor,
+            _roles(settings, logs, dispatchers) as supervisor,
         ):
             _wait_for_sent(conn, ids, supervisor)
             rate, took_s = _dispatch_rate(database_url, ids)
@@ -301,6 +312,7 @@ def run(quick: bool) -> dict[str, Any]:
         "baseline": round(baseline, 1),
         "ratio": round(rate / baseline, 3),
         "notifications": count,
+        "dispatchers": dispatchers,
         "dispatch_s": round(took_s, 2),
         "projector_events_per_s": round(projected, 1),
         "events_per_notification": round(events / count, 2),

@@ -127,6 +127,26 @@ def test_dev_serves_health_kills_redis_and_stops_cleanly(dev: DevProcess) -> Non
     )
     assert login.status_code == 200
 
+    # Every provider is in the sandbox: the SDKs send to the simulator `herald dev` started,
+    # and its webhooks and push receipts come back to this API.
+    assert {p["mode"] for p in health.json()["providers"].values()} == {"sandbox"}
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    sent = [
+        httpx.post(f"{dev.url}/notifications", json=body, headers=headers)
+        for body in (
+            {"channel": "email", "recipient": "ada@example.com", "subject": "Hi", "body": "b"},
+            {"channel": "sms", "recipient": "+14155550100", "body": "b"},
+            {"channel": "push", "recipient": "device-1", "subject": "Hi", "body": "b"},
+        )
+    ]
+    assert [r.status_code for r in sent] == [202, 202, 202], [r.text for r in sent]
+    for response in sent:
+        view = f"{dev.url}/notifications/{response.json()['id']}"
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(view, headers=headers).json().get("status")) != "delivered":
+            assert time.monotonic() < deadline, f"{view} stayed {status}"
+            time.sleep(0.2)
+
     redis = next(p for p in children if p.name() == "redis-server")
     redis.kill()
     down = _wait_for_status(f"{dev.url}/health", 503, timeout=5)
