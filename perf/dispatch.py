@@ -41,9 +41,8 @@ import psycopg
 
 from domain.events import DomainEvent
 from domain.identity.roles import Role
-from domain.notifications import notification as notifications
 from domain.notifications.events import DispatchStarted, NotificationRequested, NotificationSent
-from domain.notifications.values import Channel, Content, Priority
+from domain.notifications.values import Channel
 from infrastructure.delivery.simulator import simulator_spec
 from infrastructure.devstack.dev import role_spec
 from infrastructure.devstack.servers import free_port
@@ -51,9 +50,10 @@ from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.reader import load_streams
 from infrastructure.eventstore.tracking import RELAY, stored_position
-from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.eventstore.writer import StreamAppend
 from infrastructure.settings import Settings
 from perf.harness import BenchmarkError, machine, servers, token_for, wrk
+from perf.log import append_rounds, requested
 from perf.project import projector_rate
 
 CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PUSH)
@@ -72,36 +72,12 @@ def _recipient(channel: Channel, index: int) -> str:
 def _fill(database_url: str, count: int) -> list[uuid.UUID]:
     """`count` notifications requested now, the channels in turn; returns their ids."""
     now = datetime.now(UTC)
-    content = Content(subject="Your order shipped", body="It left the warehouse this morning.")
     appends = []
     for i in range(count):
         channel = CHANNELS[i % len(CHANNELS)]
-        events = notifications.request(
-            tenant_id=TENANT,
-            channel=channel,
-            recipient=_recipient(channel, i),
-            content=content,
-            priority=Priority.NORMAL,
-            send_at=None,
-            fallback=(),
-            metadata={},
-            idempotency_key=None,
-            requested_by="perf",
-            correlation_id=None,
-            at=now,
-        )
+        events = requested(tenant=TENANT, channel=channel, recipient=_recipient(channel, i), at=now)
         appends.append(StreamAppend(uuid.uuid4(), 0, events))
-
-    async def go() -> None:
-        writer = GroupCommitWriter(database_url, catalog.codec())
-        await writer.start()
-        try:
-            for start in range(0, len(appends), 5000):
-                await writer.append(appends[start : start + 5000])
-        finally:
-            await writer.stop()
-
-    asyncio.run(go())
+    append_rounds(database_url, [lambda: appends])
     return [a.stream_id for a in appends]
 
 

@@ -10,10 +10,10 @@ log and catches nothing up from it: every event comes through Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,14 +23,15 @@ from confluent_kafka import Consumer
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
 from domain.notifications.notification import Notification
-from domain.notifications.values import Channel, Content, Priority
+from domain.notifications.values import Channel
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
-from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.eventstore.writer import StreamAppend
 from infrastructure.kafka import consumer_config, header_values, notifications_topic
 from infrastructure.relay import Relay
 from infrastructure.settings import Settings
 from perf.harness import machine, servers
+from perf.log import append_rounds, requested
 from projections.notifications import maintenance
 from projections.notifications.projector import NotificationsProjector
 
@@ -42,23 +43,14 @@ STAGES = 4  # events per notification
 def _fill(database_url: str, count: int, tenant: str | None = None) -> int:
     """`count` notifications, each requested, dispatched, sent and delivered; returns events."""
     now = datetime.now(UTC)
-    content = Content(subject="Your order shipped", body="It left the warehouse this morning.")
     states: list[Notification] = []
     first: list[StreamAppend] = []
     for i in range(count):
         stream = uuid.uuid4()
-        events = notifications.request(
-            tenant_id=tenant or f"perf-{i % 20}",
+        events = requested(
+            tenant=tenant or f"perf-{i % 20}",
             channel=Channel.EMAIL,
             recipient=f"user{i % 5000}@example.com",
-            content=content,
-            priority=Priority.NORMAL,
-            send_at=None,
-            fallback=(),
-            metadata={},
-            idempotency_key=None,
-            requested_by="perf",
-            correlation_id=None,
             at=now,
         )
         states.append(notifications.evolve(None, events[0], stream))
@@ -71,24 +63,18 @@ def _fill(database_url: str, count: int, tenant: str | None = None) -> int:
             return notifications.record_sent(n, provider_message_id=f"m-{n.id}", at=now)
         return notifications.record_delivered(n, at=now)
 
-    async def go() -> None:
-        writer = GroupCommitWriter(database_url, catalog.codec())
-        await writer.start()
-        try:
-            for start in range(0, len(first), 5000):
-                await writer.append(first[start : start + 5000])
-            for stage in range(1, STAGES):
-                appends = []
-                for index, n in enumerate(states):
-                    events = next_stage(n, stage)
-                    appends.append(StreamAppend(n.id, n.version, events))
-                    states[index] = notifications.evolve(n, events[0], n.id)
-                for start in range(0, len(appends), 5000):
-                    await writer.append(appends[start : start + 5000])
-        finally:
-            await writer.stop()
+    def stage_of(stage: int) -> Callable[[], list[StreamAppend]]:
+        def build() -> list[StreamAppend]:
+            appends = []
+            for index, n in enumerate(states):
+                events = next_stage(n, stage)
+                appends.append(StreamAppend(n.id, n.version, events))
+                states[index] = notifications.evolve(n, events[0], n.id)
+            return appends
 
-    asyncio.run(go())
+        return build
+
+    append_rounds(database_url, [lambda: first, *(stage_of(s) for s in range(1, STAGES))])
     return count * STAGES
 
 

@@ -3,7 +3,6 @@ raw produce rate of the same messages (same producer settings, keys and headers)
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -12,14 +11,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from domain.notifications import notification as notifications
-from domain.notifications.values import Channel, Content, Priority
+from domain.notifications.values import Channel
 from infrastructure.eventstore import catalog
-from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.eventstore.writer import StreamAppend
 from infrastructure.kafka import TopicSpec, ensure_topics
 from infrastructure.relay import Relay, producer_config
 from infrastructure.settings import Settings
 from perf.harness import machine, servers
+from perf.log import append_rounds, requested
 
 TARGET = 50_000
 RAW_TOPIC = "perf.raw.v1"
@@ -27,39 +26,20 @@ RAW_TOPIC = "perf.raw.v1"
 
 def _appends(count: int) -> list[StreamAppend]:
     now = datetime.now(UTC)
-    content = Content(subject="Your order shipped", body="It left the warehouse this morning.")
     return [
         StreamAppend(
             uuid.uuid4(),
             0,
-            notifications.request(
-                tenant_id="perf",
+            requested(
+                tenant="perf",
                 channel=Channel.EMAIL,
                 recipient=f"user{i}@example.com",
-                content=content,
-                priority=Priority.NORMAL,
-                send_at=None,
-                fallback=(),
-                metadata={},
-                idempotency_key=None,
-                requested_by="perf",
-                correlation_id=uuid.uuid4().hex,
                 at=now,
+                correlation_id=uuid.uuid4().hex,
             ),
         )
         for i in range(count)
     ]
-
-
-def _fill(database_url: str, appends: list[StreamAppend]) -> None:
-    async def go() -> None:
-        writer = GroupCommitWriter(database_url, catalog.codec())
-        await writer.start()
-        for start in range(0, len(appends), 5000):
-            await writer.append(appends[start : start + 5000])
-        await writer.stop()
-
-    asyncio.run(go())
 
 
 def _relay_rate(settings: Settings, count: int) -> tuple[float, dict[str, float]]:
@@ -112,7 +92,7 @@ def run(quick: bool) -> dict[str, Any]:
     with servers() as settings:
         if settings.database_url is None or settings.kafka_bootstrap is None:
             raise ValueError("no servers")
-        _fill(settings.database_url.reveal(), appends)
+        append_rounds(settings.database_url.reveal(), [lambda: appends])
         relay_rate, stages = _relay_rate(settings, count)
         raw_rate = _raw_rate(settings.kafka_bootstrap, appends, settings.kafka_partitions)
     return {

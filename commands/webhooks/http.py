@@ -25,6 +25,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
+from litestar.params import JSONBody
 
 from commands.notifications import handlers
 from commands.webhooks import events as reports
@@ -140,7 +141,7 @@ class ProviderWebhooks(Controller):
     )
     async def push_receipt(
         self,
-        data: reports.PushReceipt,
+        data: JSONBody[reports.PushReceipt],
         resources: NamedDependency[Resources],
         verifier: NamedDependency[WebhookVerifier],
     ) -> WebhookReceipt:

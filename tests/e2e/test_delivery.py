@@ -1,13 +1,15 @@
 """Delivery through the real SDKs: the simulator plays SendGrid, Twilio and FCM over HTTP.
 
-The module runs one simulator and one dispatcher against the session's stack, API, relay
-and projector. Each test sets the simulator's failure rates through its control API and
-reads outcomes the way users do: over the API, from the dead-letter topic, and from the
-simulator's own count of calls per dedupe key.
+The module runs one simulator and two dispatchers (one consumer group, one queue) against
+the session's stack, API, relay and projector, so every test also shows that two
+dispatchers never both send one attempt. Each test sets the simulator's failure rates
+through its control API and reads outcomes the way users do: over the API, from the
+dead-letter topic, and from the simulator's own count of calls per dedupe key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -32,6 +34,7 @@ from tests.e2e.conftest import Account, AccountFactory
 from tests.kafka_helpers import eventually, scan_topic
 
 CHANNELS = ("email", "sms", "push")
+DISPATCHERS = ("dispatcher-1", "dispatcher-2")
 # Email and SMS are delivered by the providers' webhooks; push by the app's receipt, which
 # the simulator posts in the device's place.
 ENDED = {"delivered", "dead_lettered", "cancelled"}
@@ -64,15 +67,18 @@ class Delivery:
         body: dict[str, Any] = httpx.get(f"{self.simulator}/_simulator/stats").json()
         return body
 
-    def kill_dispatcher(self) -> None:
-        os.kill(self.supervisor.pids["dispatcher"], signal.SIGKILL)
+    def kill_dispatchers(self) -> dict[str, int]:
+        """kill -9 every dispatcher; returns the pids killed."""
+        killed = {name: self.supervisor.pids[name] for name in DISPATCHERS}
+        for pid in killed.values():
+            os.kill(pid, signal.SIGKILL)
+        return killed
 
-    def restart_dispatcher(self) -> None:
-        """Let the supervisor start the killed dispatcher again (after its back-off)."""
-        killed = self.supervisor.pids["dispatcher"]
+    def restart_dispatchers(self, killed: dict[str, int]) -> None:
+        """Let the supervisor start the killed dispatchers again (after its back-off)."""
         deadline = time.monotonic() + 30
-        while self.supervisor.pids["dispatcher"] == killed:
-            assert time.monotonic() < deadline, "the dispatcher was not restarted"
+        while any(self.supervisor.pids[name] == pid for name, pid in killed.items()):
+            assert time.monotonic() < deadline, "the dispatchers were not restarted"
             self.supervisor.check()
             time.sleep(0.1)
 
@@ -96,7 +102,8 @@ def delivery(api_settings: Settings, api_url: str, projector: None) -> Iterator[
     )
     with Supervisor() as supervisor:
         supervisor.start(simulator_spec(settings))
-        supervisor.start(role_spec("dispatcher", settings))
+        for name in DISPATCHERS:  # one consumer group: they share partitions and the queue
+            supervisor.start(dataclasses.replace(role_spec("dispatcher", settings), name=name))
         yield Delivery(settings, supervisor, settings.simulator_url)
 
 
@@ -244,8 +251,8 @@ def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
         return sum(1 for k in calls if k.split(":")[0] in set(ids)) >= 100
 
     eventually(some_sent, 60, "the dispatcher to be mid-stream")
-    delivery.kill_dispatcher()
-    delivery.restart_dispatcher()
+    killed = delivery.kill_dispatchers()
+    delivery.restart_dispatchers(killed)
 
     final = _wait_until_ended(api_url, sender, ids, timeout=120)
     assert all(final[i]["status"] != "dead_lettered" for i in ids)
@@ -254,8 +261,9 @@ def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
     assert len({k.split(":")[0] for k in accepted}) == len(ids)
     assert max(accepted.values()) == 1, "a message reached a provider twice"
     repeated = [k for k, n in stats["calls"].items() if n > 1 and k.split(":")[0] in set(ids)]
-    # Only attempts in flight at the kill may be repeated, each with its own dedupe key.
-    assert len(repeated) <= 3 * 32
+    # Only attempts in flight at the kill may be repeated: at most 32 per provider and
+    # dispatcher (HERALD_PROVIDER_CONCURRENCY), each with its own dedupe key.
+    assert len(repeated) <= len(DISPATCHERS) * 3 * 32
 
 
 def test_a_failed_channel_falls_back_to_the_next_and_every_hop_is_an_event(
@@ -361,8 +369,8 @@ def test_scheduled_sends_fire_after_a_dispatcher_restart(
         10,
         "the notifications to show as scheduled",
     )
-    delivery.kill_dispatcher()  # the schedule must survive in the log and the queue
-    delivery.restart_dispatcher()
+    killed = delivery.kill_dispatchers()  # the schedule must survive in the log and the queue
+    delivery.restart_dispatchers(killed)
     final = _wait_until_ended(api_url, sender, ids, timeout=120)
     for i in ids:
         assert final[i]["status"] == "delivered"
