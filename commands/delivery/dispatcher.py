@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,14 +66,14 @@ from domain.notifications.events import (
 )
 from domain.notifications.notification import Notification, Status
 from domain.notifications.templates import RenderError, render
-from domain.notifications.values import Priority
+from domain.notifications.values import Channel, Priority
 from infrastructure.delivery.protection import CircuitBreaker, PriorityLimiter
 from infrastructure.delivery.providers import OutboundMessage, Provider, ProviderError
 from infrastructure.delivery.templates import TemplateDirectory
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.reader import load_streams
 from infrastructure.eventstore.store import ConcurrencyError
-from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.eventstore.writer import GroupCommitWriter, StoreUnavailableError, StreamAppend
 from infrastructure.kafka import (
     DISPATCHER_GROUP,
     consumer_config,
@@ -95,6 +96,8 @@ IDLE_POLL_S = 0.25  # the longest a due row waits when no event woke the workers
 SWEEP_EVERY_S = 30.0
 ERROR_PAUSE_S = 5.0
 SWEEP_AGE_S = 30.0
+RELEASE_TRIES = 3
+RECORD_MARGIN_S = 5.0  # past a call's budget, for its answer to be recorded
 MAX_DECISIONS = 16  # per notification and turn: a stream that keeps moving is left for later
 # Lanes: (name, most urgent rank it takes up to, notifications in flight). The urgent lane
 # takes only critical and high, so however deep a backlog of low, they never wait for room.
@@ -109,6 +112,10 @@ class _DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     position: int
     dead_lettered_at: datetime
+
+
+class OutcomeNotRecordedError(Exception):
+    """A provider's answer could not be recorded this turn; it is kept for the next."""
 
 
 @dataclass
@@ -134,10 +141,17 @@ class Dispatcher:
         self._database_url, self._redis_url, self._bootstrap = require_servers(settings)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         self._queue = DispatchQueue(worker, settings.dispatch_lease_s)
+        # A provider call ends within its budget; DispatchStarted is appended only once the
+        # call may go (its concurrency slot and rate token taken), so an attempt older than
+        # the budget plus a margin for recording the answer has lost its dispatcher.
+        self._call_budget_s = settings.provider_timeout_ms / 1000 + 5
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             base=timedelta(milliseconds=settings.retry_base_ms),
             cap=timedelta(milliseconds=settings.retry_max_ms),
+            resend_after=timedelta(
+                seconds=max(settings.dispatch_lease_s, self._call_budget_s + RECORD_MARGIN_S)
+            ),
         )
         self._templates = TemplateDirectory(settings.templates_path)
         self._rng = random.Random()  # noqa: S311 - jitter, not secrecy
@@ -147,6 +161,11 @@ class Dispatcher:
         self._held: set[UUID] = set()  # notifications this process is working on
         self._released: list[Release] = []  # rows handed back, written together
         self._release_due: asyncio.Event | None = None
+        # Provider answers not yet recorded (the store was down): recorded on the next turn
+        # instead of calling the provider again.
+        self._unrecorded: dict[tuple[UUID, Channel, int], _Outcome] = {}
+        # How long a stopping dispatcher waits for its calls: one call's whole budget.
+        self._drain_s = self._call_budget_s + RECORD_MARGIN_S
 
     # --- the whole role -------------------------------------------------------------------
 
@@ -191,8 +210,11 @@ class Dispatcher:
             for name, rank, room in LANES
         ]
         lanes.append(asyncio.create_task(self._sweep(pool), name="sweep"))
-        lanes.append(asyncio.create_task(self._renew(), name="renew"))
-        releases = asyncio.create_task(self._write_releases(pool), name="release")
+        # Renewing leases and handing rows back go on until the lanes have drained.
+        keepers = [
+            asyncio.create_task(self._renew(), name="renew"),
+            asyncio.create_task(self._write_releases(pool), name="release"),
+        ]
         log.info("dispatcher started", worker=self._queue.worker)
         try:
             await asyncio.to_thread(stop.wait)
@@ -200,8 +222,9 @@ class Dispatcher:
             for task in lanes:
                 task.cancel()
             await asyncio.gather(*lanes, return_exceptions=True)
-            releases.cancel()  # after the lanes, so that it writes what their last tasks left
-            await asyncio.gather(releases, return_exceptions=True)
+            for task in keepers:
+                task.cancel()
+            await asyncio.gather(*keepers, return_exceptions=True)
             await asyncio.to_thread(consumer.join)
             await writer.stop()
             executor.shutdown(wait=False, cancel_futures=True)
@@ -263,7 +286,7 @@ class Dispatcher:
                     effects[stream_id] = (int(version), effect)
             if isinstance(event, NotificationDeadLettered):
                 dead.append((key, event, int(headers["position"]), message.headers()))
-        due_now = apply_effects(conn, effects) if effects else 0
+        due_now = self._apply(conn, effects) if effects else 0
         for key, event, position, headers in dead:
             letter = _DeadLetter(
                 notification_id=key.decode(),
@@ -284,6 +307,18 @@ class Dispatcher:
         if due_now and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    @staticmethod
+    def _apply(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, Effect]]) -> int:
+        """apply_effects, again after a deadlock with a worker handing rows back."""
+        for attempt in range(1, RELEASE_TRIES + 1):
+            try:
+                return apply_effects(conn, effects)
+            except psycopg.errors.TransactionRollback:
+                if attempt == RELEASE_TRIES:
+                    raise
+                time.sleep(0.05 * attempt)
+        return 0
+
     # --- workers: queue rows to provider calls ------------------------------------------------
 
     async def _lane(self, work: _Work, name: str, max_rank: int, capacity: int) -> None:
@@ -298,7 +333,8 @@ class Dispatcher:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 async with work.pool.connection() as conn:
-                    claimed = await self._queue.claim(conn, max_rank, min(room, CLAIM_BATCH))
+                    async with conn.transaction():  # the claimed rows' locks go at once
+                        claimed = await self._queue.claim(conn, max_rank, min(room, CLAIM_BATCH))
                     histories = await load_streams(
                         conn, self._codec, [c.notification_id for c in claimed]
                     )
@@ -322,8 +358,13 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), wait)
             except asyncio.CancelledError:
+                # Stopping: let calls in flight finish and be recorded (a call cut off here
+                # would be repeated by whoever takes its row next), then give up on the rest.
                 if running:
-                    await asyncio.wait(running, timeout=10)
+                    await asyncio.wait(running, timeout=self._drain_s)
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
                 raise
             except (psycopg.OperationalError, redis.RedisError) as exc:
                 log.warning("dispatch lane waiting for servers", lane=name, error=str(exc))
@@ -371,14 +412,19 @@ class Dispatcher:
                 await conn.close()
 
     async def _drive(self, work: _Work, item: Claimed, history: list[DomainEvent]) -> None:
-        """Take one notification as far as it can go now, then hand its queue row back."""
+        """Take one notification as far as it can go now, then hand its queue row back.
+
+        The notification stays in `_held` (its lease renewed) until the row is handed back.
+        """
+        nid = item.notification_id
         try:
             release = await self._advance(work, item, history)
+        except asyncio.CancelledError:
+            self._held.discard(nid)
+            raise
         except Exception:
-            log.exception("dispatch failed", notification_id=str(item.notification_id))
+            log.exception("dispatch failed", notification_id=str(nid))
             release = None
-        finally:
-            self._held.discard(item.notification_id)
         if release is not None and self._release_due is not None:
             self._released.append(release)
             self._release_due.set()
@@ -387,10 +433,12 @@ class Dispatcher:
             async with work.pool.connection() as conn:
                 # Keep the row a little longer, then try again from the stream, which holds
                 # whatever this turn managed to record.
-                await self._queue.hold(conn, item.notification_id, ERROR_PAUSE_S)
+                await self._queue.hold(conn, nid, ERROR_PAUSE_S)
         except psycopg.Error as exc:
             # The lease runs out and another worker takes the row again.
             log.warning("could not hold a queue row", error=str(exc))
+        finally:
+            self._held.discard(nid)
 
     async def _write_releases(self, pool: AsyncConnectionPool) -> None:
         """Hand rows back in one statement per turn rather than one transaction per row.
@@ -410,14 +458,26 @@ class Dispatcher:
             await asyncio.shield(self._flush_releases(pool))
 
     async def _flush_releases(self, pool: AsyncConnectionPool) -> None:
-        batch, self._released = self._released, []
+        # Taken off the list only once written: a flush cut short leaves them for the next.
+        batch = list(self._released)
         if not batch:
             return
         try:
-            async with pool.connection() as conn:
-                await self._queue.release(conn, batch)
+            for attempt in range(1, RELEASE_TRIES + 1):
+                try:
+                    async with pool.connection() as conn:
+                        await self._queue.release(conn, batch)
+                    break
+                except psycopg.errors.TransactionRollback:
+                    if attempt == RELEASE_TRIES:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)  # a deadlock with the consumer
         except psycopg.Error as exc:
+            # Their leases run out, and workers take the rows again.
             log.warning("could not hand queue rows back", count=len(batch), error=str(exc))
+        del self._released[: len(batch)]
+        for release in batch:
+            self._held.discard(release.notification_id)
 
     async def _advance(self, work: _Work, item: Claimed, history: list[DomainEvent]) -> Release:
         nid = item.notification_id
@@ -439,39 +499,59 @@ class Dispatcher:
                         return Release(nid, n.version, due, rank)
                     case Record(events=events):
                         n = await self._append(work, n, events)
+                    case Resend() if (nid, n.channel, n.attempt) in self._unrecorded:
+                        kept = self._unrecorded[(nid, n.channel, n.attempt)]
+                        n = await self._settle(work, n, kept)
                     case Send() | Resend():
-                        provider = self._providers[n.channel]
-                        admission = await work.breaker.admit(provider.name)
-                        if not admission.admitted:
-                            self.counts["deferred"] += 1
-                            later = now + timedelta(seconds=max(admission.wait_s, 0.05))
-                            return Release(nid, n.version, later, rank)
-                        if isinstance(step, Send):
-                            started = notifications.start_dispatch(
-                                n, provider=provider.name, at=now
-                            )
-                            n = await self._append(work, n, started)
-                        else:
-                            log.warning(
-                                "repeating an attempt whose outcome was never recorded",
-                                notification_id=str(nid),
-                                attempt=n.attempt,
-                                provider=provider.name,
-                            )
-                        outcome = await self._attempt(
-                            work,
-                            provider=provider,
-                            n=n,
-                            requested=requested,
-                            rank=rank,
-                            probe=admission.probe,
-                        )
-                        n = await self._settle(work, n, outcome)
+                        sent = await self._send(work, step, n, requested, rank)
+                        if isinstance(sent, Release):
+                            return sent
+                        n = sent
             except (ConcurrencyError, ConflictError):
                 # Another writer moved the stream (a cancel, an erasure, an operator's
                 # retry): read it again and decide afresh.
                 n = await self._reload(work, nid)
         return Release(nid, n.version, datetime.now(UTC), rank)
+
+    async def _send(
+        self,
+        work: _Work,
+        step: Send | Resend,
+        n: Notification,
+        requested: NotificationRequested,
+        rank: int,
+    ) -> Notification | Release:
+        """Make the attempt and record its answer; a Release when the circuit says wait."""
+        nid = n.id
+        provider = self._providers[n.channel]
+        admission = await work.breaker.admit(provider.name)
+        if not admission.admitted:
+            self.counts["deferred"] += 1
+            later = datetime.now(UTC) + timedelta(seconds=max(admission.wait_s, 0.05))
+            return Release(nid, n.version, later, rank)
+        limiter = work.limits[provider.name]
+        await limiter.acquire(rank)
+        try:
+            await self._within_rate(work, provider.name)
+            if isinstance(step, Send):
+                started = notifications.start_dispatch(
+                    n, provider=provider.name, at=datetime.now(UTC)
+                )
+                n = await self._append(work, n, started)
+            else:
+                log.warning(
+                    "repeating an attempt whose outcome was never recorded",
+                    notification_id=str(nid),
+                    attempt=n.attempt,
+                    provider=provider.name,
+                )
+            outcome = await self._attempt(
+                work, provider=provider, n=n, requested=requested, probe=admission.probe
+            )
+        finally:
+            limiter.release()
+        self._unrecorded[(nid, n.channel, n.attempt)] = outcome
+        return await self._settle(work, n, outcome)
 
     async def _reload(self, work: _Work, nid: UUID) -> Notification:
         async with work.pool.connection() as conn:
@@ -483,16 +563,30 @@ class Dispatcher:
 
         An outcome in hand is never thrown away while its attempt is still open: deciding
         afresh from the stream would find the attempt unanswered and call the provider again.
+        While the store is unreachable it keeps trying (the row stays held); should it give
+        up, the outcome waits in `_unrecorded` for this notification's next turn.
         """
-        attempt = (n.channel, n.attempt)
+        key = (n.id, n.channel, n.attempt)
         for _ in range(MAX_DECISIONS):
             try:
-                return await self._record(work, n, outcome)
+                recorded = await self._record(work, n, outcome)
             except (ConcurrencyError, ConflictError):
                 n = await self._reload(work, n.id)
-                if n.status is not Status.DISPATCHING or (n.channel, n.attempt) != attempt:
+                if n.status is not Status.DISPATCHING or (n.id, n.channel, n.attempt) != key:
+                    self._unrecorded.pop(key, None)
                     return n  # answered already, or no longer wanted (cancelled, erased)
-        return n
+            except (StoreUnavailableError, psycopg.OperationalError) as exc:
+                log.warning(
+                    "could not record a provider's answer yet",
+                    notification_id=str(n.id),
+                    attempt=n.attempt,
+                    error=str(exc),
+                )
+                await asyncio.sleep(1.0)
+            else:
+                self._unrecorded.pop(key, None)
+                return recorded
+        raise OutcomeNotRecordedError(f"attempt {n.attempt} of {n.id}: outcome kept for later")
 
     async def _append(
         self, work: _Work, n: Notification, events: list[NotificationEvent]
@@ -531,13 +625,13 @@ class Dispatcher:
         provider: Provider,
         n: Notification,
         requested: NotificationRequested,
-        rank: int,
         probe: bool,
     ) -> _Outcome:
+        """Render and call; the caller holds the provider's concurrency slot and rate token."""
         try:
             rendered = render(requested.content, self._templates)
         except RenderError as exc:
-            await work.breaker.record(provider.name, "refused", probe=probe)
+            await self._note(work, provider.name, "refused", probe=probe)
             return _Outcome(reason=str(exc), permanent=True)
         message = OutboundMessage(
             notification_id=n.id,
@@ -548,15 +642,23 @@ class Dispatcher:
             subject=rendered.subject,
             body=rendered.body,
         )
-        limiter = work.limits[provider.name]
-        await limiter.acquire(rank)
-        try:
-            await self._within_rate(work, provider.name)
-            outcome, verdict = await self._call(work, provider, message)
-        finally:
-            limiter.release()
-        await work.breaker.record(provider.name, verdict, probe=probe)
+        outcome, verdict = await self._call(work, provider, message)
+        await self._note(work, provider.name, verdict, probe=probe)
         return outcome
+
+    async def _note(
+        self,
+        work: _Work,
+        provider: str,
+        verdict: Literal["ok", "failed", "refused"],
+        *,
+        probe: bool,
+    ) -> None:
+        """Tell the breaker how a call went. Best effort: the answer in hand matters more."""
+        try:
+            await work.breaker.record(provider, verdict, probe=probe)
+        except redis.RedisError as exc:
+            log.warning("could not update the circuit breaker", provider=provider, error=str(exc))
 
     async def _within_rate(self, work: _Work, provider: str) -> None:
         tier = Tier(self._settings.rate_limit_per_provider[provider], 1)
@@ -570,7 +672,7 @@ class Dispatcher:
         self, work: _Work, provider: Provider, message: OutboundMessage
     ) -> tuple[_Outcome, Literal["ok", "failed", "refused"]]:
         loop = asyncio.get_running_loop()
-        budget_s = self._settings.provider_timeout_ms / 1000 + 5
+        budget_s = self._call_budget_s
         try:
             message_id = await asyncio.wait_for(
                 loop.run_in_executor(work.executor, provider.send, message), budget_s

@@ -77,22 +77,24 @@ def effect_of(event: DomainEvent) -> Effect | None:
     return None
 
 
+# Insert, or move a row forward; never backward. ON CONFLICT also holds when a worker drops
+# the row at the same moment: the insert then goes ahead instead of updating nothing.
+# A row's rank comes from NotificationRequested, its first event, so an update keeps it.
 _UPSERT = """
-WITH input AS (
-    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int2[], %s::timestamptz[], %s::int8[])
-        AS i(notification_id, tenant_id, rank, due_at, version)
-), moved AS (
-    UPDATE dispatch_queue q
-    SET due_at = i.due_at, version = i.version,
-        priority_rank = coalesce(i.rank, q.priority_rank)
-    FROM input i
-    WHERE q.notification_id = i.notification_id AND q.version < i.version
-)
-INSERT INTO dispatch_queue (notification_id, tenant_id, priority_rank, due_at, version)
+INSERT INTO dispatch_queue AS q (notification_id, tenant_id, priority_rank, due_at, version)
 SELECT i.notification_id, i.tenant_id, coalesce(i.rank, %s), i.due_at, i.version
-FROM input i
-WHERE NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.notification_id = i.notification_id)
-ON CONFLICT (notification_id) DO NOTHING
+FROM unnest(%s::uuid[], %s::text[], %s::int2[], %s::timestamptz[], %s::int8[])
+    AS i(notification_id, tenant_id, rank, due_at, version)
+ORDER BY i.notification_id
+ON CONFLICT (notification_id) DO UPDATE
+SET due_at = excluded.due_at, version = excluded.version
+WHERE q.version < excluded.version
+"""
+# Every statement that changes many rows takes their locks first, in id order, so that the
+# consumer and the workers of several dispatchers never wait on each other in a cycle.
+_LOCK = """
+SELECT 1 FROM dispatch_queue WHERE notification_id = ANY(%s)
+ORDER BY notification_id FOR UPDATE
 """
 _FINISH = """
 DELETE FROM dispatch_queue q
@@ -106,19 +108,22 @@ def apply_effects(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, 
 
     Returns how many of them are due now or earlier, so the caller can wake the workers.
     """
-    due = [(i, v, e) for i, (v, e) in effects.items() if isinstance(e, Due)]
-    finished = [(i, v) for i, (v, e) in effects.items() if isinstance(e, Finished)]
+    # In id order, as workers hand rows back, so that the two lock rows in the same order.
+    ordered = sorted(effects.items())
+    due = [(i, v, e) for i, (v, e) in ordered if isinstance(e, Due)]
+    finished = [(i, v) for i, (v, e) in ordered if isinstance(e, Finished)]
     with conn.transaction():
+        conn.execute(_LOCK, ([i for i, _ in ordered],))
         if due:
             conn.execute(
                 _UPSERT,
                 (
+                    UNKNOWN_RANK,
                     [i for i, _, _ in due],
                     [e.tenant_id for _, _, e in due],
                     [e.rank for _, _, e in due],
                     [e.at for _, _, e in due],
                     [v for _, v, _ in due],
-                    UNKNOWN_RANK,
                 ),
             )
         if finished:
@@ -167,6 +172,14 @@ _DROP = """
 DELETE FROM dispatch_queue q
 USING unnest(%s::uuid[], %s::int8[]) AS i(notification_id, version)
 WHERE q.notification_id = i.notification_id AND q.leased_by = %s AND q.version <= i.version
+"""
+_RENEW = """
+UPDATE dispatch_queue SET leased_until = now() + make_interval(secs => %s)
+WHERE notification_id IN (
+    SELECT notification_id FROM dispatch_queue
+    WHERE notification_id = ANY(%s) AND leased_by = %s
+    FOR UPDATE SKIP LOCKED
+)
 """
 _UNLEASE = """
 UPDATE dispatch_queue SET leased_until = NULL, leased_by = NULL
@@ -217,9 +230,11 @@ class DispatchQueue:
         return None if row is None or row[0] is None else float(row[0])
 
     async def release(self, conn: psycopg.AsyncConnection[Any], releases: list[Release]) -> None:
-        later = [r for r in releases if r.due_at is not None]
-        done = [r for r in releases if r.due_at is None]
+        ordered = sorted(releases, key=lambda r: r.notification_id)  # see apply_effects
+        later = [r for r in ordered if r.due_at is not None]
+        done = [r for r in ordered if r.due_at is None]
         async with conn.transaction():
+            await conn.execute(_LOCK, ([r.notification_id for r in ordered],))
             if later:
                 await conn.execute(
                     _RELEASE,
@@ -238,11 +253,9 @@ class DispatchQueue:
                 await conn.execute(_UNLEASE, (ids, self.worker))
 
     async def renew(self, conn: psycopg.AsyncConnection[Any], held: list[UUID]) -> None:
-        await conn.execute(
-            "UPDATE dispatch_queue SET leased_until = now() + make_interval(secs => %s)"
-            " WHERE notification_id = ANY(%s) AND leased_by = %s",
-            (self._lease_s, held, self.worker),
-        )
+        """Extend the leases of `held`. A row another writer has locked just now is left for
+        the next round (a renewal comes every third of a lease) rather than waited for."""
+        await conn.execute(_RENEW, (self._lease_s, held, self.worker))
 
     async def hold(
         self, conn: psycopg.AsyncConnection[Any], notification_id: UUID, seconds: float

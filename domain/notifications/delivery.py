@@ -30,6 +30,10 @@ class RetryPolicy:
     max_attempts: Mapping[Priority, int]  # per channel: a fallback hop starts counting again
     base: timedelta
     cap: timedelta
+    # An attempt started this long ago without an outcome is presumed lost with its
+    # dispatcher, and repeated. It must exceed the longest a live dispatcher can take from
+    # DispatchStarted to recording the provider's answer.
+    resend_after: timedelta = timedelta(minutes=1)
 
     def delay(self, attempt: int, rng: random.Random) -> timedelta:
         """Full jitter: uniform over [0, base * 2^(attempt - 1)], capped."""
@@ -44,7 +48,7 @@ class Send:
 
 @dataclass(frozen=True)
 class Resend:
-    """An attempt was started and its outcome never recorded: repeat the same attempt."""
+    """An attempt was started long ago and its outcome never recorded: repeat it."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ def next_step(
                 return WaitUntil(due)
             return Send()
         case Status.DISPATCHING:
+            started = n.dispatch_started_at
+            if started is not None and now < started + policy.resend_after:
+                return WaitUntil(started + policy.resend_after)  # its dispatcher may be alive
             return Resend()
         case Status.FAILED | Status.BOUNCED:
             return Record(after_failure(n, policy, now=now, rng=rng, retry_after=retry_after))

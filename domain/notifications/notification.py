@@ -98,6 +98,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     send_at: datetime | None = None
     retry_at: datetime | None = None
     provider: str | None = None  # who the current attempt went to
+    dispatch_started_at: datetime | None = None  # when the current attempt started
     last_error: str | None = None
     last_failure_permanent: bool = False
     provider_message_id: str | None = None
@@ -177,6 +178,7 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
                 status=Status.DISPATCHING,
                 attempt=event.attempt,
                 provider=event.provider,
+                dispatch_started_at=event.at,
                 retry_at=None,
                 version=version,
             )

@@ -37,4 +37,7 @@ def sign(key: bytes, notification_id: UUID, attempt: int) -> str:
 
 
 def verify(keys: list[bytes], notification_id: UUID, attempt: int, receipt: str) -> bool:
-    return any(hmac.compare_digest(sign(key, notification_id, attempt), receipt) for key in keys)
+    given = receipt.encode()  # compare_digest refuses a str that is not ASCII
+    return any(
+        hmac.compare_digest(sign(key, notification_id, attempt).encode(), given) for key in keys
+    )

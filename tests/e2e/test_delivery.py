@@ -252,6 +252,8 @@ def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
 
     eventually(some_sent, 60, "the dispatcher to be mid-stream")
     killed = delivery.kill_dispatchers()
+    time.sleep(0.5)  # calls already on the wire reach the simulator and are counted
+    before_restart = dict(delivery.stats()["calls"])
     delivery.restart_dispatchers(killed)
 
     final = _wait_until_ended(api_url, sender, ids, timeout=120)
@@ -260,10 +262,13 @@ def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
     accepted = {k: n for k, n in stats["accepted"].items() if k.split(":")[0] in set(ids)}
     assert len({k.split(":")[0] for k in accepted}) == len(ids)
     assert max(accepted.values()) == 1, "a message reached a provider twice"
-    repeated = [k for k, n in stats["calls"].items() if n > 1 and k.split(":")[0] in set(ids)]
-    # Only attempts in flight at the kill may be repeated: at most 32 per provider and
-    # dispatcher (HERALD_PROVIDER_CONCURRENCY), each with its own dedupe key.
-    assert len(repeated) <= len(DISPATCHERS) * 3 * 32
+    repeated = {k: n for k, n in stats["calls"].items() if n > 1 and k.split(":")[0] in set(ids)}
+    # Only attempts whose outcome died with the dispatchers are repeated, each once, by the
+    # restarted ones: called before the kill, and once more after it.
+    unexplained = {k: (before_restart.get(k), n) for k, n in repeated.items()}
+    unexplained = {k: counts for k, counts in unexplained.items() if counts[0] != 1}
+    assert not unexplained, f"repeated without a call before the kill: {unexplained}"
+    assert set(repeated.values()) <= {2}, repeated
 
 
 def test_a_failed_channel_falls_back_to_the_next_and_every_hop_is_an_event(
@@ -380,7 +385,8 @@ def test_scheduled_sends_fire_after_a_dispatcher_restart(
 def test_critical_notifications_overtake_a_backlog_of_low_ones(
     api_url: str, account: AccountFactory, delivery: Delivery
 ) -> None:
-    delivery.configure(latency_ms=50)
+    # Slow enough that the low backlog takes seconds to drain, whatever the machine's speed.
+    delivery.configure(latency_ms=200)
     sender = account(Role.SENDER)
     low = _send_batch(api_url, sender, [_request("push", i, priority="low") for i in range(1500)])
     critical = _send_batch(

@@ -391,6 +391,8 @@ def test_a_push_receipt_is_its_own_credential_and_counts_once(
     assert forged.status_code == 403
     other_attempt = httpx.post(url, json={**receipt, "attempt": 2})
     assert other_attempt.status_code == 403
+    not_ascii = httpx.post(url, json={**receipt, "receipt": "é" * len(token)})
+    assert not_ascii.status_code == 403
     invalid = httpx.post(url, json={**receipt, "event": "arrived"})
     assert invalid.status_code == 422
     assert invalid.headers["content-type"] == "application/problem+json"

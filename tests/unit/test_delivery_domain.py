@@ -89,10 +89,17 @@ def test_a_requested_notification_is_sent_now_and_a_scheduled_one_waits() -> Non
     assert next_step(_notification(send_at=later), POLICY, now=NOW, rng=RNG) == WaitUntil(later)
 
 
-def test_an_attempt_started_and_never_recorded_is_repeated_not_restarted() -> None:
+def test_an_attempt_never_recorded_is_repeated_once_its_dispatcher_must_be_gone() -> None:
     n = _notification()
     n = _apply(n, notifications.start_dispatch(n, provider="fcm", at=NOW))
-    assert next_step(n, POLICY, now=NOW, rng=RNG) == Resend()
+    presumed_lost = NOW + POLICY.resend_after
+    # Its dispatcher may still be waiting for the provider: nobody else calls meanwhile.
+    assert next_step(n, POLICY, now=NOW, rng=RNG) == WaitUntil(presumed_lost)
+    almost = presumed_lost - timedelta(milliseconds=1)
+    assert next_step(n, POLICY, now=almost, rng=RNG) == WaitUntil(presumed_lost)
+    # Then the same attempt is repeated (same dedupe key), not a new one started.
+    assert next_step(n, POLICY, now=presumed_lost, rng=RNG) == Resend()
+    assert n.attempt == 1
 
 
 def test_transient_failures_retry_until_the_priority_runs_out_of_attempts() -> None:

@@ -120,6 +120,7 @@ async def fcm_send(
         )
         simulator.post_later(
             f"{simulator.settings.public_url}/webhooks/push-receipts",
-            lambda: (body, {"Content-Type": "application/json"}),
+            lambda: body,
+            lambda _: {"Content-Type": "application/json"},
         )
     return json_response(200, {"name": f"projects/{project}/messages/{admission.message_id}"})

@@ -74,20 +74,19 @@ async def sendgrid_send(request: Request[Any, Any, Any], simulator: Simulator) -
         event = "bounce" if local_part.startswith("bounce") else "delivered"
         url = f"{simulator.settings.public_url}/webhooks/sendgrid"
         simulator.post_later(
-            url, lambda: _sendgrid_event(simulator, event, recipient, admission.message_id, args)
+            url,
+            lambda: _sendgrid_event(event, recipient, admission.message_id, args),
+            lambda body: _sendgrid_signed(simulator, body),
         )
     return Response(b"", status_code=202, headers={"X-Message-Id": admission.message_id})
 
 
-def _sendgrid_event(
-    simulator: Simulator, event: str, recipient: str, message_id: str, args: dict[str, str]
-) -> tuple[bytes, dict[str, str]]:
-    """One Event Webhook post, signed as SendGrid signs: ECDSA P-256 over timestamp + body."""
-    timestamp = str(int(time.time()))
+def _sendgrid_event(event: str, recipient: str, message_id: str, args: dict[str, str]) -> bytes:
+    """One Event Webhook batch holding one event, as of now."""
     item: dict[str, object] = {
         **args,
         "email": recipient,
-        "timestamp": int(timestamp),
+        "timestamp": int(time.time()),
         "event": event,
         "sg_event_id": secrets.token_urlsafe(16),
         "sg_message_id": f"{message_id}.simulator.0",
@@ -98,9 +97,14 @@ def _sendgrid_event(
             "status": "5.1.1",
             "reason": "550 5.1.1 The email account that you tried to reach does not exist.",
         }
-    body = msgspec.json.encode([item])
+    return msgspec.json.encode([item])
+
+
+def _sendgrid_signed(simulator: Simulator, body: bytes) -> dict[str, str]:
+    """Headers signed as SendGrid signs: ECDSA P-256 over the timestamp and the body."""
+    timestamp = str(int(time.time()))
     signature = simulator.signing_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return body, {
+    return {
         "Content-Type": "application/json",
         "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
         "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,

@@ -160,21 +160,29 @@ class Simulator:
             roll -= rate
         return Outcome.ACCEPTED
 
-    def post_later(self, url: str, build: Callable[[], tuple[bytes, dict[str, str]]]) -> None:
-        """Post a webhook after the configured delay, without holding up the send's answer."""
-        task = asyncio.get_running_loop().create_task(self._post(url, build))
+    def post_later(
+        self, url: str, body: Callable[[], bytes], sign: Callable[[bytes], dict[str, str]]
+    ) -> None:
+        """Post a webhook after the configured delay, without holding up the send's answer.
+
+        `body` is made once, when the delay is over; `sign` gives the headers of each try,
+        so a retry carries a fresh signature timestamp, as a provider's would.
+        """
+        task = asyncio.get_running_loop().create_task(self._post(url, body, sign))
         self._webhooks.add(task)
         task.add_done_callback(self._webhooks.discard)
 
-    async def _post(self, url: str, build: Callable[[], tuple[bytes, dict[str, str]]]) -> None:
+    async def _post(
+        self, url: str, body: Callable[[], bytes], sign: Callable[[bytes], dict[str, str]]
+    ) -> None:
         await asyncio.sleep(self.config.webhook_delay_ms / 1000)
-        body, headers = build()  # signed now, so a long delay leaves a fresh timestamp
+        content = body()
         backoff = WEBHOOK_FIRST_BACKOFF_S
         for _ in range(WEBHOOK_TRIES):
-            self.webhooks["posted"] += 1
             try:
                 async with self._posting:
-                    response = await self.http.post(url, content=body, headers=headers)
+                    self.webhooks["posted"] += 1
+                    response = await self.http.post(url, content=content, headers=sign(content))
                 acknowledged = response.is_success
             except httpx.HTTPError:
                 acknowledged = False

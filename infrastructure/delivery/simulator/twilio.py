@@ -79,7 +79,8 @@ async def twilio_send(
             fields |= {"MessageStatus": "undelivered", "ErrorCode": "30003"}
         else:
             fields |= {"MessageStatus": "delivered"}
-        simulator.post_later(callback, lambda: _twilio_callback(sandbox, callback, fields))
+        headers = _twilio_callback_headers(sandbox, callback, fields)
+        simulator.post_later(callback, lambda: urlencode(fields).encode(), lambda _: headers)
     now = format_datetime(datetime.now(UTC))
     message = {
         "sid": message_id,
@@ -116,11 +117,12 @@ def _twilio_key(callback: str) -> str | None:
     return f"{query['notification_id'][0]}:{query['attempt'][0]}"
 
 
-def _twilio_callback(
+def _twilio_callback_headers(
     sandbox: SandboxCredentials, url: str, fields: dict[str, str]
-) -> tuple[bytes, dict[str, str]]:
+) -> dict[str, str]:
+    """Twilio signs the callback URL and the form fields (HMAC-SHA1 with the auth token)."""
     signature = RequestValidator(sandbox.twilio_auth_token).compute_signature(url, fields)
-    return urlencode(fields).encode(), {
+    return {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": str(signature),
     }
