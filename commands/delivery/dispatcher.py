@@ -13,7 +13,8 @@ Two halves share one process:
 
 The provider is called only after DispatchStarted is committed. If a dispatcher dies
 between the call and recording its outcome, the next one to take the row finds the
-attempt started and repeats the call with the same dedupe key; docs/delivery.md
+attempt started and, once it is old enough that its dispatcher must be gone, appends
+DispatchResumed and repeats the call with the same dedupe key; docs/delivery.md
 describes that window.
 """
 
@@ -533,11 +534,11 @@ class Dispatcher:
         await limiter.acquire(rank)
         try:
             await self._within_rate(work, provider.name)
+            # Appended at the version read: of two dispatchers, only one goes on to call.
             if isinstance(step, Send):
-                started = notifications.start_dispatch(
+                begin = notifications.start_dispatch(
                     n, provider=provider.name, at=datetime.now(UTC)
                 )
-                n = await self._append(work, n, started)
             else:
                 log.warning(
                     "repeating an attempt whose outcome was never recorded",
@@ -545,6 +546,10 @@ class Dispatcher:
                     attempt=n.attempt,
                     provider=provider.name,
                 )
+                begin = notifications.resume_dispatch(
+                    n, provider=provider.name, at=datetime.now(UTC)
+                )
+            n = await self._append(work, n, begin)
             outcome = await self._attempt(
                 work, provider=provider, n=n, requested=requested, probe=admission.probe
             )

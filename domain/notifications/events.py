@@ -45,6 +45,15 @@ class DispatchStarted(NotificationEvent, frozen=True, kw_only=True):
     provider: str
 
 
+class DispatchResumed(NotificationEvent, frozen=True, kw_only=True):
+    """An attempt whose dispatcher vanished before recording the answer is made again,
+    with the same attempt number (and so the same dedupe key at the provider)."""
+
+    attempt: int
+    channel: Channel
+    provider: str
+
+
 class NotificationSent(NotificationEvent, frozen=True, kw_only=True):
     attempt: int
     provider: str
@@ -102,6 +111,7 @@ NOTIFICATION_EVENTS: tuple[type[DomainEvent], ...] = (
     NotificationRequested,
     NotificationScheduled,
     DispatchStarted,
+    DispatchResumed,
     NotificationSent,
     NotificationDelivered,
     NotificationOpened,

@@ -18,6 +18,7 @@ from domain.events import DomainEvent
 from domain.notifications.events import (
     ChannelFallenBack,
     DeliveryFailed,
+    DispatchResumed,
     DispatchStarted,
     NotificationBounced,
     NotificationCancelled,
@@ -70,6 +71,7 @@ _S = Status
 TRANSITIONS: dict[type[NotificationEvent], frozenset[Status]] = {
     NotificationScheduled: frozenset({_S.REQUESTED}),
     DispatchStarted: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RETRY_SCHEDULED}),
+    DispatchResumed: frozenset({_S.DISPATCHING}),
     NotificationSent: frozenset({_S.DISPATCHING}),
     # A provider may accept a message and report its failure later.
     DeliveryFailed: frozenset({_S.DISPATCHING, _S.SENT}),
@@ -123,6 +125,8 @@ def _check(n: Notification, event: NotificationEvent) -> None:
     match event:
         case DispatchStarted() if (event.attempt, event.channel) != (n.attempt + 1, n.channel):
             why = f"it is attempt {event.attempt} on {event.channel}"
+        case DispatchResumed() if (event.attempt, event.channel) != (n.attempt, n.channel):
+            why = f"it resumes attempt {event.attempt} on {event.channel}"
         case NotificationSent() | DeliveryFailed() if event.attempt != n.attempt:
             why = f"it reports attempt {event.attempt}, not {n.attempt}"
         case RetryScheduled() if n.last_failure_permanent:
@@ -181,6 +185,10 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
                 dispatch_started_at=event.at,
                 retry_at=None,
                 version=version,
+            )
+        case DispatchResumed():
+            return replace(
+                n, provider=event.provider, dispatch_started_at=event.at, version=version
             )
         case NotificationSent():
             return replace(
@@ -324,6 +332,19 @@ def start_dispatch(n: Notification, *, provider: str, at: datetime) -> list[Noti
     )
     if due is not None and at < due - SEND_AT_TOLERANCE:
         raise _refusal(n, event, f"it is not due until {due.isoformat()}")
+    return _decided(n, event)
+
+
+def resume_dispatch(n: Notification, *, provider: str, at: datetime) -> list[NotificationEvent]:
+    """Make the open attempt again; the caller has decided its dispatcher is gone."""
+    event = DispatchResumed(
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        attempt=n.attempt,
+        channel=n.channel,
+        provider=provider,
+    )
     return _decided(n, event)
 
 

@@ -65,6 +65,8 @@ def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a bran
                     {"channel": event.channel.value, "provider": event.provider},
                 ),
             )
+        case ev.DispatchResumed():
+            return Change("dispatching", {"provider": event.provider, "dispatched_at": at})
         case ev.NotificationSent():
             return Change(
                 "sent",

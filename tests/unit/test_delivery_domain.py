@@ -26,7 +26,7 @@ from domain.notifications.events import (
     NotificationEvent,
     RetryScheduled,
 )
-from domain.notifications.notification import Notification, Status
+from domain.notifications.notification import IllegalTransitionError, Notification, Status
 from domain.notifications.templates import RenderError, Template, render
 from domain.notifications.values import Channel, Content, Priority
 
@@ -99,7 +99,21 @@ def test_an_attempt_never_recorded_is_repeated_once_its_dispatcher_must_be_gone(
     assert next_step(n, POLICY, now=almost, rng=RNG) == WaitUntil(presumed_lost)
     # Then the same attempt is repeated (same dedupe key), not a new one started.
     assert next_step(n, POLICY, now=presumed_lost, rng=RNG) == Resend()
-    assert n.attempt == 1
+    resumed = _apply(n, notifications.resume_dispatch(n, provider="fcm", at=presumed_lost))
+    assert (resumed.attempt, resumed.status) == (1, n.status)
+    # The resumed attempt is fresh again: nobody repeats it while it may be in flight.
+    later = presumed_lost + POLICY.resend_after
+    assert next_step(resumed, POLICY, now=presumed_lost, rng=RNG) == WaitUntil(later)
+
+
+def test_only_the_open_attempt_can_be_resumed() -> None:
+    n = _notification()
+    with pytest.raises(IllegalTransitionError):
+        notifications.resume_dispatch(n, provider="fcm", at=NOW)  # nothing started yet
+    n = _apply(n, notifications.start_dispatch(n, provider="fcm", at=NOW))
+    n = _apply(n, notifications.record_sent(n, provider_message_id="m-1", at=NOW))
+    with pytest.raises(IllegalTransitionError):
+        notifications.resume_dispatch(n, provider="fcm", at=NOW)  # answered already
 
 
 def test_transient_failures_retry_until_the_priority_runs_out_of_attempts() -> None:
