@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from domain.events import DomainEvent
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.log import get_logger
 
 log = get_logger(__name__)
@@ -109,6 +112,36 @@ def header_values(message: Message) -> dict[str, str]:
         for name, value in pairs
         if value is not None
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """An event as the relay published it, with its place in its stream and in the log."""
+
+    name: str  # the event type
+    stream_id: UUID
+    version: int
+    position: int
+    event: DomainEvent
+
+
+def decode_published(message: Message, codec: EventCodec) -> Published | None:
+    """The event a consumed message carries; None for a broker error (logged unless it only
+    marks the end of a partition) or a message without a value, which the relay never sends."""
+    error = message.error()
+    if error is not None:
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka consumer error", error=str(error))
+        return None
+    value = message.value()
+    if value is None:
+        log.warning("kafka message without a value skipped", offset=message.offset())
+        return None
+    headers = header_values(message)
+    name = headers["event_type"]
+    stream, _, version = headers["event_id"].rpartition(":")
+    event = codec.decode(f"{name}@{headers['schema_version']}", value)
+    return Published(name, UUID(stream), int(version), int(headers["position"]), event)
 
 
 def next_batch(consumer: Consumer, most: int, timeout: float) -> list[Message]:

@@ -93,9 +93,7 @@ def serve_dispatcher(settings: Settings) -> None:
 
     require_servers(settings)
     stop = _stop_on_signals()
-    dispatcher = Dispatcher(
-        settings, catalog.codec(), build_providers(settings), list(catalog.NOTIFICATION_EVENT_NAMES)
-    )
+    dispatcher = Dispatcher(settings, catalog.codec(), build_providers(settings))
     dispatcher.run(stop)
 
 

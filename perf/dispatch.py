@@ -52,7 +52,7 @@ from infrastructure.eventstore.reader import load_streams
 from infrastructure.eventstore.tracking import RELAY, stored_position
 from infrastructure.eventstore.writer import StreamAppend
 from infrastructure.settings import Settings
-from perf.harness import BenchmarkError, machine, servers, token_for, wrk
+from perf.harness import BenchmarkError, machine, percentile, servers, token_for, wrk
 from perf.log import append_rounds, requested
 from perf.project import projector_rate
 
@@ -193,11 +193,6 @@ def _paced_script(directory: Path, pause_ms: float) -> Path:
     return script
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
-
-
 @contextmanager
 def _roles(settings: Settings, logs: Path, dispatchers: int) -> Iterator[Supervisor]:
     """The simulator, api, relay and dispatchers as processes, each logging to `logs`."""
@@ -295,8 +290,8 @@ def run(quick: bool) -> dict[str, Any]:
         "paced_target_per_s": round(target, 1),
         "paced_commands_per_s": load.requests_per_s,
         "latency_samples": len(latencies),
-        "accept_to_sent_p50_ms": _percentile(latencies, 0.5),
-        "accept_to_sent_p99_ms": _percentile(latencies, 0.99),
+        "accept_to_sent_p50_ms": percentile(latencies, 0.5),
+        "accept_to_sent_p99_ms": percentile(latencies, 0.99),
         "accept_to_sent_mean_ms": round(statistics.fmean(latencies), 2),
         "role_logs": str(logs),
         "machine": machine(),

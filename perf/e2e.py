@@ -26,16 +26,11 @@ from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Settings
 from perf.command import BODY, CONNECTIONS
-from perf.harness import Load, machine, servers, token_for, wrk
+from perf.harness import Load, machine, percentile, servers, token_for, wrk
 
 TARGET_P99_MS = 250.0
 PROBE_EVERY_S = 0.02
 POLL_EVERY_S = 0.002
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
 
 
 def _probe(
@@ -101,15 +96,15 @@ def run(quick: bool) -> dict[str, Any]:
             stop.set()
             prober.join(30)
     visible, accepted = results["probe"]
-    p99 = _percentile(visible, 0.99)
-    command_p99 = _percentile(accepted, 0.99)
+    p99 = percentile(visible, 0.99)
+    command_p99 = percentile(accepted, 0.99)
     return {
         "scenario": "e2e",
         "value": p99,
         "unit": "ms (p99, 202 to visible)",
         "baseline": command_p99,
         "ratio": round(p99 / command_p99, 3) if command_p99 else None,
-        "p50_ms": _percentile(visible, 0.5),
+        "p50_ms": percentile(visible, 0.5),
         "max_ms": round(max(visible), 2),
         "samples": len(visible),
         "command_p50_ms": round(statistics.median(accepted), 2),

@@ -196,6 +196,12 @@ def wrk_paths(url: str, paths: list[str], *, seconds: int, headers: dict[str, st
         return wrk(url, seconds=seconds, headers=headers, script=script)
 
 
+def percentile(samples: list[float], fraction: float) -> float:
+    """The sample at `fraction` of the sorted samples (0.99: the p99), rounded to 0.01."""
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
 

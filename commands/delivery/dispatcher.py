@@ -26,7 +26,6 @@ import os
 import random
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 import redis.asyncio
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 from psycopg_pool import AsyncConnectionPool
 
 from commands.delivery.queue import (
@@ -77,10 +76,11 @@ from infrastructure.eventstore.store import ConcurrencyError
 from infrastructure.eventstore.writer import GroupCommitWriter, StoreUnavailableError, StreamAppend
 from infrastructure.kafka import (
     DISPATCHER_GROUP,
+    Published,
     consumer_config,
     consumer_group,
     dead_letter_topic,
-    header_values,
+    decode_published,
     next_batch,
     notifications_topic,
 )
@@ -97,7 +97,6 @@ IDLE_POLL_S = 0.25  # the longest a due row waits when no event woke the workers
 SWEEP_EVERY_S = 30.0
 ERROR_PAUSE_S = 5.0
 SWEEP_AGE_S = 30.0
-RELEASE_TRIES = 3
 RECORD_MARGIN_S = 5.0  # past a call's budget, for its answer to be recorded
 MAX_DECISIONS = 16  # per notification and turn: a stream that keeps moving is left for later
 # Lanes: (name, most urgent rank it takes up to, notifications in flight). The urgent lane
@@ -133,12 +132,10 @@ class Dispatcher:
         settings: Settings,
         codec: EventCodec,
         providers: dict[Any, Provider],
-        event_names: list[str],
     ) -> None:
         self._settings = settings
         self._codec = codec
         self._providers = providers
-        self._event_names = set(event_names)
         self._database_url, self._redis_url, self._bootstrap = require_servers(settings)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         self._queue = DispatchQueue(worker, settings.dispatch_lease_s)
@@ -263,42 +260,31 @@ class Dispatcher:
         messages: list[Message],
     ) -> None:
         effects: dict[UUID, tuple[int, Effect]] = {}
-        dead: list[tuple[bytes, NotificationDeadLettered, int, Any]] = []
+        dead: list[tuple[Published, NotificationDeadLettered, Any]] = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka error", error=str(error))
+            published = decode_published(message, self._codec)
+            if published is None:
                 continue
-            value, key = message.value(), message.key()
-            if value is None or key is None:
-                continue
-            headers = header_values(message)
-            topic_name = headers.get("event_type", "")
-            if topic_name not in self._event_names:
-                continue
-            stream, _, version = headers["event_id"].rpartition(":")
-            event = self._codec.decode(f"{topic_name}@{headers['schema_version']}", value)
+            event, stream_id, version = published.event, published.stream_id, published.version
             effect = effect_of(event)
-            stream_id = UUID(stream)
             if effect is not None:
                 seen = effects.get(stream_id)
-                if seen is None or seen[0] < int(version):
-                    effects[stream_id] = (int(version), effect)
+                if seen is None or seen[0] < version:
+                    effects[stream_id] = (version, effect)
             if isinstance(event, NotificationDeadLettered):
-                dead.append((key, event, int(headers["position"]), message.headers()))
-        due_now = self._apply(conn, effects) if effects else 0
-        for key, event, position, headers in dead:
+                dead.append((published, event, message.headers()))
+        due_now = apply_effects(conn, effects) if effects else 0
+        for published, event, headers in dead:
             letter = _DeadLetter(
-                notification_id=key.decode(),
+                notification_id=str(published.stream_id),
                 tenant_id=event.tenant_id,
                 reason=event.reason,
-                position=position,
+                position=published.position,
                 dead_lettered_at=event.at,
             )
             producer.produce(
                 dead_letter_topic(self._settings.namespace),
-                key=key,
+                key=letter.notification_id,  # as on the notification topic
                 value=msgspec.json.encode(letter),
                 headers=headers,
             )
@@ -307,18 +293,6 @@ class Dispatcher:
         consumer.commit(asynchronous=False)
         if due_now and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
-
-    @staticmethod
-    def _apply(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, Effect]]) -> int:
-        """apply_effects, again after a deadlock with a worker handing rows back."""
-        for attempt in range(1, RELEASE_TRIES + 1):
-            try:
-                return apply_effects(conn, effects)
-            except psycopg.errors.TransactionRollback:
-                if attempt == RELEASE_TRIES:
-                    raise
-                time.sleep(0.05 * attempt)
-        return 0
 
     # --- workers: queue rows to provider calls ------------------------------------------------
 
@@ -464,15 +438,8 @@ class Dispatcher:
         if not batch:
             return
         try:
-            for attempt in range(1, RELEASE_TRIES + 1):
-                try:
-                    async with pool.connection() as conn:
-                        await self._queue.release(conn, batch)
-                    break
-                except psycopg.errors.TransactionRollback:
-                    if attempt == RELEASE_TRIES:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)  # a deadlock with the consumer
+            async with pool.connection() as conn:
+                await self._queue.release(conn, batch)
         except psycopg.Error as exc:
             # Their leases run out, and workers take the rows again.
             log.warning("could not hand queue rows back", count=len(batch), error=str(exc))

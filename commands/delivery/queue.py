@@ -9,6 +9,8 @@ one notification at once; a lease that runs out (its holder died) frees the row 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,10 @@ from domain.notifications.events import (
     RetryScheduled,
 )
 
+# Locks are taken in id order, so a deadlock should not happen; should one all the same
+# (the sweep's inserts are not ordered), the transaction is tried again.
+DEADLOCK_TRIES = 3
+DEADLOCK_PAUSE_S = 0.05
 UNKNOWN_RANK = 2  # the rank of `normal`, for a row first seen from an event without priority
 
 
@@ -108,6 +114,17 @@ def apply_effects(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, 
 
     Returns how many of them are due now or earlier, so the caller can wake the workers.
     """
+    for attempt in range(1, DEADLOCK_TRIES + 1):
+        try:
+            return _apply_effects(conn, effects)
+        except psycopg.errors.TransactionRollback:
+            if attempt == DEADLOCK_TRIES:
+                raise
+            time.sleep(DEADLOCK_PAUSE_S * attempt)
+    raise AssertionError("unreachable")
+
+
+def _apply_effects(conn: psycopg.Connection[Any], effects: dict[UUID, tuple[int, Effect]]) -> int:
     # In id order, as workers hand rows back, so that the two lock rows in the same order.
     ordered = sorted(effects.items())
     due = [(i, v, e) for i, (v, e) in ordered if isinstance(e, Due)]
@@ -230,6 +247,17 @@ class DispatchQueue:
         return None if row is None or row[0] is None else float(row[0])
 
     async def release(self, conn: psycopg.AsyncConnection[Any], releases: list[Release]) -> None:
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            try:
+                await self._release(conn, releases)
+            except psycopg.errors.TransactionRollback:
+                if attempt == DEADLOCK_TRIES:
+                    raise
+                await asyncio.sleep(DEADLOCK_PAUSE_S * attempt)
+            else:
+                return
+
+    async def _release(self, conn: psycopg.AsyncConnection[Any], releases: list[Release]) -> None:
         ordered = sorted(releases, key=lambda r: r.notification_id)  # see apply_effects
         later = [r for r in ordered if r.due_at is not None]
         done = [r for r in ordered if r.due_at is None]

@@ -26,11 +26,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import psycopg
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
@@ -44,7 +43,7 @@ from infrastructure.kafka import (
     PROJECTOR_GROUP,
     consumer_config,
     consumer_group,
-    header_values,
+    decode_published,
     notifications_topic,
 )
 from infrastructure.log import get_logger
@@ -171,21 +170,19 @@ class NotificationsProjector:
     def _decode(self, messages: list[Message]) -> list[_Item]:
         items = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka consumer error", error=str(error))
+            published = decode_published(message, self._codec)
+            if published is None:
                 continue
-            headers = header_values(message)
-            name = headers["event_type"]
-            stream, _, version = headers["event_id"].rpartition(":")
-            value = message.value()
-            assert value is not None  # noqa: S101 - the relay never sends an empty event
-            event = self._codec.decode(f"{name}@{headers['schema_version']}", value)
+            event = published.event
             applied = Applied(
-                change_for(event), UUID(stream), int(version), int(headers["position"]), event.at
+                change_for(event),
+                published.stream_id,
+                published.version,
+                published.position,
+                event.at,
             )
-            items.append(_Item(applied, name, message.partition(), (message.offset() or 0) + 1))
+            offset = (message.offset() or 0) + 1
+            items.append(_Item(applied, published.name, message.partition(), offset))
         return items
 
     def _apply(self, conn: psycopg.Connection[Any], live: LiveModels, items: list[_Item]) -> None:
