@@ -18,11 +18,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
-import msgspec
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
@@ -33,7 +31,13 @@ from infrastructure.eventstore.tracking import (
     save_position,
     stored_position,
 )
-from infrastructure.kafka import admin_client, ensure_topics, notifications_topic, topic_layout
+from infrastructure.kafka.topics import (
+    ensure_topics,
+    notifications_topic,
+    partition_count,
+    topic_layout,
+)
+from infrastructure.kafka.wire import broker_position, outgoing, producer_config
 from infrastructure.log import get_logger
 from infrastructure.settings import Settings
 
@@ -45,69 +49,8 @@ IDLE_WAIT_S = 0.5
 FLUSH_TIMEOUT_S = 10.0
 
 
-class _Envelope(msgspec.Struct, frozen=True):
-    """The fields of any notification event that become message headers; the rest is skipped."""
-
-    tenant_id: str
-    correlation_id: str | None = None
-    traceparent: str | None = None
-
-
-_envelope = msgspec.msgpack.Decoder(_Envelope)
-
-
 class DeliveryFailedError(Exception):
     """The broker did not acknowledge every message of a batch."""
-
-
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,  # no duplicates from the producer's own retries
-        "acks": "all",
-        "linger.ms": 5,
-        "batch.num.messages": 10000,
-        "compression.type": "lz4",
-        "log_level": 3,
-        # Report failures only: a Python callback per acknowledged message costs more
-        # than producing it. Success is known from flush() returning with nothing left.
-        "delivery.report.only.error": True,
-        # Give up on a message after this long, so an unreachable broker surfaces as a
-        # failed batch the relay can handle, instead of an endless wait.
-        "message.timeout.ms": 8000,
-    }
-
-
-def broker_position(bootstrap: str, topic: str) -> int | None:
-    """The highest position header on the broker's topic; 0 when empty, None when missing."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "herald-relay-probe", "log_level": 3}
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return None
-        newest = 0
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, high - 1)])
-            message = consumer.poll(10)
-            if message is not None and message.error() is None:
-                newest = max(newest, header_position(message))
-        return newest
-    finally:
-        consumer.close()
-
-
-def header_position(message: Message) -> int:
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    for name, value in pairs:
-        if name == "position" and value is not None:
-            return int(value)
-    return 0
 
 
 @dataclass
@@ -186,28 +129,12 @@ class Relay:
         """Hand a round to the producer; it sends in the background."""
         delivery = _Delivery()
         started = time.perf_counter()
-        for position, stream_id, version, topic, state in rows:
-            event = _envelope.decode(state)
-            name, _, schema = topic.partition("@")
-            headers = [
-                ("event_type", name),
-                ("schema_version", schema),
-                ("position", str(position)),
-                ("event_id", f"{stream_id}:{version}"),
-                ("tenant", event.tenant_id),
-            ]
-            if event.correlation_id:
-                headers.append(("correlation_id", event.correlation_id))
-            if event.traceparent:
-                headers.append(("traceparent", event.traceparent))
+        for row in rows:
+            key, value, headers = outgoing(*row)
             while True:
                 try:
                     producer.produce(
-                        self._topic,
-                        value=bytes(state),
-                        key=str(stream_id if isinstance(stream_id, UUID) else UUID(stream_id)),
-                        headers=headers,
-                        on_delivery=delivery,
+                        self._topic, value=value, key=key, headers=headers, on_delivery=delivery
                     )
                     break
                 except BufferError:
@@ -234,7 +161,7 @@ class Relay:
         # A broker may create a topic by itself when a producer names it, with its own
         # default partition count. Keys still map to one partition each, so order holds,
         # but consumer groups scale out less than configured: say so.
-        found = _partition_count(self._bootstrap, self._topic)
+        found = partition_count(self._bootstrap, self._topic)
         if found != self._partitions:
             log.warning(
                 "the notification topic has an unexpected partition count",
@@ -264,11 +191,6 @@ class Relay:
             position = on_broker
             save_position(conn, TRACKING_NAME, position)
         return position
-
-
-def _partition_count(bootstrap: str, topic: str) -> int:
-    metadata = admin_client(bootstrap).list_topics(topic, timeout=10).topics.get(topic)
-    return len(metadata.partitions) if metadata is not None else 0
 
 
 def reset_position(database_url: str, position: int) -> None:

@@ -7,9 +7,9 @@ from litestar.types import ASGIApp
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import PUBLIC, allow
+from infrastructure.entrypoints.app import create_app, with_request_id
 from infrastructure.log import configure_logging
 from infrastructure.settings import load_settings
-from infrastructure.web.app import create_app, with_request_id
 
 PAYLOAD = {"status": "ok", "service": "herald"}
 

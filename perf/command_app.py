@@ -13,9 +13,9 @@ from litestar.types import ASGIApp
 from psycopg.conninfo import conninfo_to_dict
 
 from commands.notifications.http import SENDERS, NotificationRequest
+from infrastructure.entrypoints.app import create_app, with_request_id
 from infrastructure.log import configure_logging
 from infrastructure.settings import Settings, load_settings
-from infrastructure.web.app import create_app, with_request_id
 
 
 class StockNotification(Aggregate):

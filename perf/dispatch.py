@@ -43,8 +43,7 @@ from domain.events import DomainEvent
 from domain.identity.roles import Role
 from domain.notifications.events import DispatchStarted, NotificationRequested, NotificationSent
 from domain.notifications.values import Channel
-from infrastructure.delivery.simulator import simulator_spec
-from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog

@@ -125,7 +125,7 @@ def run(quick: bool) -> dict[str, Any]:
     with servers() as settings:
         bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
         token = sender_token(bench)
-        with http_process(bench, "infrastructure.web.app:from_environment") as url:
+        with http_process(bench, "infrastructure.entrypoints.app:from_environment") as url:
             asyncio.run(_post_all(url, token, bodies[:2]))  # warm up
             elapsed = asyncio.run(_post_all(url, token, bodies))
         database_url = _database_url(bench)

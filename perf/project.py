@@ -27,12 +27,13 @@ from domain.notifications.values import Channel
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
 from infrastructure.eventstore.writer import StreamAppend
-from infrastructure.kafka import consumer_config, header_values, notifications_topic
+from infrastructure.kafka.topics import notifications_topic
+from infrastructure.kafka.wire import consumer_config, header_values
 from infrastructure.relay import Relay
 from infrastructure.settings import Settings
 from perf.harness import machine, servers
 from perf.log import append_rounds, requested
-from projections.notifications import maintenance
+from projections.notifications import rebuild
 from projections.notifications.projector import NotificationsProjector
 
 TARGET = 30_000
@@ -150,7 +151,7 @@ def projector_rate(
 def _rebuild(settings: Settings) -> float:
     assert settings.database_url is not None  # noqa: S101 - servers() set it
     started = time.perf_counter()
-    maintenance.rebuild(
+    rebuild.rebuild(
         settings.database_url.reveal(), catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
     return time.perf_counter() - started

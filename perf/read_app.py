@@ -9,9 +9,9 @@ from litestar import get
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
+from infrastructure.entrypoints.app import create_app, with_request_id
 from infrastructure.log import configure_logging
 from infrastructure.settings import load_settings
-from infrastructure.web.app import create_app, with_request_id
 from read_api.notifications.http import READERS
 
 

@@ -14,8 +14,9 @@ from confluent_kafka import Producer
 from domain.notifications.values import Channel
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.writer import StreamAppend
-from infrastructure.kafka import TopicSpec, ensure_topics
-from infrastructure.relay import Relay, producer_config
+from infrastructure.kafka.topics import TopicSpec, ensure_topics
+from infrastructure.kafka.wire import producer_config
+from infrastructure.relay import Relay
 from infrastructure.settings import Settings
 from perf.harness import machine, servers
 from perf.log import append_rounds, requested

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from infrastructure.entrypoints.roles import serve_http
 from infrastructure.log import configure_logging
-from infrastructure.roles import serve_http
 from infrastructure.settings import load_settings
 
 

@@ -1,12 +1,16 @@
 """Identity use cases. Each loads what it needs, lets the domain decide, and appends the
 resulting events together with the read-model row they imply, in one transaction.
 
-The event store is synchronous (the eventsourcing library's recorder), so handlers are
-plain functions; HTTP controllers run them in a worker thread.
+The event store is synchronous (the eventsourcing library's recorder): handlers that only
+write are plain functions, which the message bus runs in a worker thread. Handlers that
+also withdraw access (a revoked role, a disabled user, a changed password, a revoked key)
+are async: they write in a thread, then revoke the tokens at once in every process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -25,14 +29,16 @@ from domain.events import DomainEvent
 from domain.identity import api_key as keys
 from domain.identity import user as users
 from domain.identity.roles import check_password, check_tenant, normalise_email
-from infrastructure.auth.api_keys import format_api_key, hash_secret, new_secret
+from infrastructure.auth.api_keys import CACHE_TTL_S, format_api_key, hash_secret, new_secret
 from infrastructure.auth.passwords import PasswordHasher
+from infrastructure.auth.revocation import Revocations
 from infrastructure.eventstore.store import (
     ConcurrencyError,
     ConstraintViolationError,
     EventStore,
     Write,
 )
+from infrastructure.messagebus import Handlers
 
 _ATTEMPTS = 3  # reload-and-decide rounds before a concurrent writer's win is reported
 
@@ -154,13 +160,19 @@ def grant_role(cmd: GrantRole, *, store: EventStore) -> users.User:
     )
 
 
-def revoke_role(cmd: RevokeRole, *, store: EventStore) -> users.User:
-    return _change_user(
+async def revoke_role(
+    cmd: RevokeRole, *, store: EventStore, revocations: Revocations
+) -> users.User:
+    """The user's current access tokens stop working at once."""
+    user = await asyncio.to_thread(
+        _change_user,
         store,
         cmd.tenant_id,
         cmd.user_id,
         lambda user: users.revoke_role(user, cmd.role, by=cmd.revoked_by, at=_now()),
     )
+    await revocations.revoke_user(str(cmd.user_id))
+    return user
 
 
 class WrongPasswordError(InvalidValueError):
@@ -168,9 +180,10 @@ class WrongPasswordError(InvalidValueError):
         super().__init__("current_password", "is not the current password")
 
 
-def change_password(
-    cmd: ChangePassword, *, store: EventStore, hasher: PasswordHasher
+async def change_password(
+    cmd: ChangePassword, *, store: EventStore, hasher: PasswordHasher, revocations: Revocations
 ) -> users.User:
+    """Every token of the user stops working, so they log in again with the new password."""
     new_password = check_password(cmd.new_password)
 
     def decide(user: users.User) -> list[DomainEvent]:
@@ -178,19 +191,27 @@ def change_password(
             raise WrongPasswordError
         return users.change_password(user, hasher.hash(new_password), at=_now())
 
-    return _change_user(store, cmd.tenant_id, cmd.user_id, decide)
+    user = await asyncio.to_thread(_change_user, store, cmd.tenant_id, cmd.user_id, decide)
+    await revocations.revoke_user(str(cmd.user_id))
+    return user
 
 
-def disable_user(cmd: DisableUser, *, store: EventStore) -> users.User:
+async def disable_user(
+    cmd: DisableUser, *, store: EventStore, revocations: Revocations
+) -> users.User:
+    """The user's tokens stop working at once."""
     reason = cmd.reason.strip()
     if not 1 <= len(reason) <= 500:  # noqa: PLR2004
         raise InvalidValueError("reason", "must be 1 to 500 characters")
-    return _change_user(
+    user = await asyncio.to_thread(
+        _change_user,
         store,
         cmd.tenant_id,
         cmd.user_id,
         lambda user: users.disable(user, by=cmd.disabled_by, reason=reason, at=_now()),
     )
+    await revocations.revoke_user(str(cmd.user_id))
+    return user
 
 
 def issue_api_key(cmd: IssueApiKey, *, store: EventStore) -> tuple[keys.ApiKey, str]:
@@ -218,7 +239,7 @@ def issue_api_key(cmd: IssueApiKey, *, store: EventStore) -> tuple[keys.ApiKey, 
     return key, format_api_key(key_id, secret)
 
 
-def revoke_api_key(cmd: RevokeApiKey, *, store: EventStore) -> keys.ApiKey:
+def _revoke_api_key(cmd: RevokeApiKey, store: EventStore) -> keys.ApiKey:
     key = keys.replay(cmd.key_id, (r.event for r in store.load(cmd.key_id)))
     if key.tenant_id != cmd.tenant_id:
         raise NotFoundError(f"API key {cmd.key_id} does not exist")
@@ -228,3 +249,24 @@ def revoke_api_key(cmd: RevokeApiKey, *, store: EventStore) -> keys.ApiKey:
     revoked = keys.evolve(key, events[0], key.id)
     store.append(key.id, key.version, events, writes=[_key_row(revoked, "", events[0].at)])
     return revoked
+
+
+async def revoke_api_key(
+    cmd: RevokeApiKey, *, store: EventStore, revocations: Revocations
+) -> keys.ApiKey:
+    """Every process refuses the key at once."""
+    key = await asyncio.to_thread(_revoke_api_key, cmd, store)
+    # Processes cache key records for CACHE_TTL_S; deny the key until caches expire.
+    await revocations.revoke_token(f"key:{cmd.key_id}", int(time.time() + CACHE_TTL_S + 5))
+    return key
+
+
+HANDLERS: Handlers = {
+    RegisterUser: register_user,
+    GrantRole: grant_role,
+    RevokeRole: revoke_role,
+    ChangePassword: change_password,
+    DisableUser: disable_user,
+    IssueApiKey: issue_api_key,
+    RevokeApiKey: revoke_api_key,
+}

@@ -1,13 +1,11 @@
-"""HTTP for identity commands: registration, role changes, API keys.
+"""HTTP for identity commands: sessions, registration, passwords, users' roles, API keys.
 
-Controllers translate HTTP into a command, run its handler, and translate back; the rules
-live in the domain and the handlers.
+Controllers translate HTTP into a command, hand it to the message bus, and translate the
+result back; the rules live in the domain and the handlers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +16,6 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from commands.identity import handlers
 from commands.identity.messages import (
     ChangePassword,
     DisableUser,
@@ -28,12 +25,22 @@ from commands.identity.messages import (
     RevokeApiKey,
     RevokeRole,
 )
-from domain.identity.api_key import ApiKey
+from commands.identity.sessions import LogIn, LogOut, Refresh, TokenPair
 from domain.identity.roles import Role
 from domain.identity.user import User
-from infrastructure.auth.api_keys import CACHE_TTL_S
-from infrastructure.auth.guard import ANY_ROLE, PUBLIC, allow, current_principal
-from infrastructure.resources import Resources
+from infrastructure.auth.guard import ANY_ROLE, PUBLIC, AccessGate, allow, client_ip
+from infrastructure.auth.principal import Principal
+from infrastructure.messagebus import MessageBus
+
+
+class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tenant: str
+    email: str
+    password: str
+
+
+class RefreshRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    refresh_token: str
 
 
 class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,9 +88,52 @@ def _account(user: User) -> UserAccount:
     return UserAccount(user.id, user.tenant_id, user.email, sorted(user.roles), status)
 
 
-class RegistrationController(Controller):
+class AuthCommands(Controller):
     path = "/auth"
     tags = ["auth"]  # noqa: RUF012
+
+    @post(
+        "/login",
+        policy=PUBLIC,
+        status_code=HTTP_200_OK,
+        operation_id="login",
+        summary="Exchange an email and password for an access token and a refresh token.",
+    )
+    async def login(
+        self,
+        data: JSONBody[LoginRequest],
+        request: Request[Any, Any, Any],
+        gate: NamedDependency[AccessGate],
+        bus: NamedDependency[MessageBus],
+    ) -> TokenPair:
+        await gate.limit(f"login:ip:{client_ip(request)}", gate.login)
+        email = data.email.strip().lower()
+        await gate.limit(f"login:account:{data.tenant}:{email}", gate.login)
+        return await bus.handle(LogIn(tenant_id=data.tenant, email=email, password=data.password))
+
+    @post(
+        "/refresh",
+        policy=PUBLIC,
+        status_code=HTTP_200_OK,
+        operation_id="refreshTokens",
+        summary="Exchange a refresh token for a new pair; each refresh token works once.",
+    )
+    async def refresh(
+        self, data: JSONBody[RefreshRequest], bus: NamedDependency[MessageBus]
+    ) -> TokenPair:
+        return await bus.handle(Refresh(refresh_token=data.refresh_token))
+
+    @post(
+        "/logout",
+        policy=ANY_ROLE,
+        status_code=HTTP_204_NO_CONTENT,
+        operation_id="logout",
+        summary="Revoke the access token used and every refresh token of its login.",
+    )
+    async def logout(
+        self, caller: NamedDependency[Principal], bus: NamedDependency[MessageBus]
+    ) -> None:
+        await bus.handle(LogOut(caller=caller))
 
     @post(
         "/register",
@@ -93,13 +143,10 @@ class RegistrationController(Controller):
         summary="Create an account with the `user` role in a tenant.",
     )
     async def register(
-        self, data: JSONBody[RegisterRequest], resources: NamedDependency[Resources]
+        self, data: JSONBody[RegisterRequest], bus: NamedDependency[MessageBus]
     ) -> UserAccount:
         command = RegisterUser(tenant_id=data.tenant, email=data.email, password=data.password)
-        user = await asyncio.to_thread(
-            handlers.register_user, command, store=resources.event_store, hasher=resources.hasher
-        )
-        return _account(user)
+        return _account(await bus.handle(command))
 
     @post(
         "/password",
@@ -111,22 +158,18 @@ class RegistrationController(Controller):
     async def change_password(
         self,
         data: JSONBody[PasswordChangeRequest],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> None:
-        principal = current_principal(request)
-        if principal.kind != "user":
+        if caller.kind != "user":
             raise PermissionDeniedException("API keys have no password")
         command = ChangePassword(
-            tenant_id=principal.tenant_id,
-            user_id=UUID(principal.subject),
+            tenant_id=caller.tenant_id,
+            user_id=UUID(caller.subject),
             current_password=data.current_password,
             new_password=data.new_password,
         )
-        await asyncio.to_thread(
-            handlers.change_password, command, store=resources.event_store, hasher=resources.hasher
-        )
-        await resources.revocations.revoke_user(principal.subject)
+        await bus.handle(command)
 
 
 class UserAdminController(Controller):
@@ -144,19 +187,16 @@ class UserAdminController(Controller):
         self,
         user_id: FromPath[UUID],
         data: JSONBody[DisableRequest],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> UserAccount:
-        principal = current_principal(request)
         command = DisableUser(
-            tenant_id=principal.tenant_id,
+            tenant_id=caller.tenant_id,
             user_id=user_id,
             reason=data.reason,
-            disabled_by=principal.subject,
+            disabled_by=caller.subject,
         )
-        user = await asyncio.to_thread(handlers.disable_user, command, store=resources.event_store)
-        await resources.revocations.revoke_user(str(user_id))
-        return _account(user)
+        return _account(await bus.handle(command))
 
 
 class UserRolesController(Controller):
@@ -173,18 +213,13 @@ class UserRolesController(Controller):
         self,
         user_id: FromPath[UUID],
         data: JSONBody[RoleRequest],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> UserAccount:
-        principal = current_principal(request)
         command = GrantRole(
-            tenant_id=principal.tenant_id,
-            user_id=user_id,
-            role=data.role,
-            granted_by=principal.subject,
+            tenant_id=caller.tenant_id, user_id=user_id, role=data.role, granted_by=caller.subject
         )
-        user = await asyncio.to_thread(handlers.grant_role, command, store=resources.event_store)
-        return _account(user)
+        return _account(await bus.handle(command))
 
     @delete(
         "/{role:str}",
@@ -197,19 +232,13 @@ class UserRolesController(Controller):
         self,
         user_id: FromPath[UUID],
         role: FromPath[Role],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> UserAccount:
-        principal = current_principal(request)
         command = RevokeRole(
-            tenant_id=principal.tenant_id,
-            user_id=user_id,
-            role=role,
-            revoked_by=principal.subject,
+            tenant_id=caller.tenant_id, user_id=user_id, role=role, revoked_by=caller.subject
         )
-        before = await asyncio.to_thread(handlers.revoke_role, command, store=resources.event_store)
-        await resources.revocations.revoke_user(str(user_id))
-        return _account(before)
+        return _account(await bus.handle(command))
 
 
 class ApiKeyCommandsController(Controller):
@@ -225,20 +254,14 @@ class ApiKeyCommandsController(Controller):
     async def issue(
         self,
         data: JSONBody[ApiKeyRequest],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> IssuedApiKey:
-        principal = current_principal(request)
         command = IssueApiKey(
-            tenant_id=principal.tenant_id,
-            name=data.name,
-            role=data.role,
-            issued_by=principal.subject,
+            tenant_id=caller.tenant_id, name=data.name, role=data.role, issued_by=caller.subject
         )
-        key, presented = await asyncio.to_thread(
-            handlers.issue_api_key, command, store=resources.event_store
-        )
-        return _issued(key, presented)
+        key, presented = await bus.handle(command)
+        return IssuedApiKey(key.id, key.tenant_id, key.name, key.role, presented)
 
     @delete(
         "/{key_id:uuid}",
@@ -250,27 +273,11 @@ class ApiKeyCommandsController(Controller):
     async def revoke(
         self,
         key_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> None:
-        principal = current_principal(request)
-        command = RevokeApiKey(
-            tenant_id=principal.tenant_id, key_id=key_id, revoked_by=principal.subject
-        )
-        await asyncio.to_thread(handlers.revoke_api_key, command, store=resources.event_store)
-        # Processes cache key records for CACHE_TTL_S; deny the key until caches expire.
-        await resources.revocations.revoke_token(
-            f"key:{key_id}", int(time.time() + CACHE_TTL_S + 5)
-        )
+        command = RevokeApiKey(tenant_id=caller.tenant_id, key_id=key_id, revoked_by=caller.subject)
+        await bus.handle(command)
 
 
-def _issued(key: ApiKey, presented: str) -> IssuedApiKey:
-    return IssuedApiKey(key.id, key.tenant_id, key.name, key.role, presented)
-
-
-ROUTES = [
-    RegistrationController,
-    UserAdminController,
-    UserRolesController,
-    ApiKeyCommandsController,
-]
+ROUTES = [AuthCommands, UserAdminController, UserRolesController, ApiKeyCommandsController]

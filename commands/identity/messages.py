@@ -1,15 +1,16 @@
-"""Identity commands: what a caller asks for, in the imperative."""
+"""Identity commands: what a caller asks for, in the imperative, and what each returns."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-import msgspec
-
+from domain.identity.api_key import ApiKey
 from domain.identity.roles import Role
+from domain.identity.user import User
+from infrastructure.messagebus import Command
 
 
-class RegisterUser(msgspec.Struct, frozen=True, kw_only=True):
+class RegisterUser(Command[User], frozen=True, kw_only=True):
     tenant_id: str
     email: str
     password: str
@@ -17,41 +18,43 @@ class RegisterUser(msgspec.Struct, frozen=True, kw_only=True):
     registered_by: str | None = None
 
 
-class GrantRole(msgspec.Struct, frozen=True, kw_only=True):
+class GrantRole(Command[User], frozen=True, kw_only=True):
     tenant_id: str
     user_id: UUID
     role: Role
     granted_by: str
 
 
-class RevokeRole(msgspec.Struct, frozen=True, kw_only=True):
+class RevokeRole(Command[User], frozen=True, kw_only=True):
     tenant_id: str
     user_id: UUID
     role: Role
     revoked_by: str
 
 
-class IssueApiKey(msgspec.Struct, frozen=True, kw_only=True):
+class IssueApiKey(Command[tuple[ApiKey, str]], frozen=True, kw_only=True):
+    """Returns the key and its full string, which is shown once and never stored."""
+
     tenant_id: str
     name: str
     role: Role
     issued_by: str
 
 
-class RevokeApiKey(msgspec.Struct, frozen=True, kw_only=True):
+class RevokeApiKey(Command[ApiKey], frozen=True, kw_only=True):
     tenant_id: str
     key_id: UUID
     revoked_by: str
 
 
-class ChangePassword(msgspec.Struct, frozen=True, kw_only=True):
+class ChangePassword(Command[User], frozen=True, kw_only=True):
     tenant_id: str
     user_id: UUID
     current_password: str
     new_password: str
 
 
-class DisableUser(msgspec.Struct, frozen=True, kw_only=True):
+class DisableUser(Command[User], frozen=True, kw_only=True):
     tenant_id: str
     user_id: UUID
     reason: str

@@ -18,8 +18,11 @@ from psycopg_pool import AsyncConnectionPool
 from uuid_utils.compat import uuid7
 
 from commands.notifications.messages import (
+    Accepted,
     CancelNotification,
+    Recorded,
     RequestNotification,
+    RequestNotifications,
     RetryNotification,
 )
 from domain.errors import InvalidValueError, NotFoundError
@@ -29,20 +32,16 @@ from domain.notifications.notification import Notification, Status
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.reader import load_stream
 from infrastructure.eventstore.store import ConcurrencyError
-from infrastructure.eventstore.writer import GroupCommitWriter, Idempotency, StreamAppend
+from infrastructure.eventstore.writer import (
+    GroupCommitWriter,
+    Idempotency,
+    IdempotencyKeyTakenError,
+    StreamAppend,
+)
+from infrastructure.idempotency import recall
+from infrastructure.messagebus import Handlers
 
 _ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Accepted:
-    notification_id: UUID
-    status: Status
-    position: int  # of its last event recorded now; 0 when nothing was
-
-    @property
-    def recorded(self) -> bool:
-        return self.position > 0
 
 
 class BatchInvalidError(Exception):
@@ -113,6 +112,49 @@ async def record(
     """Commit a plan in one transaction: all of it, or (raising) none of it."""
     positions = await writer.append(plan.appends, idempotency)
     return plan.accepted(positions)
+
+
+class IdempotencyKeyReusedError(InvalidValueError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Idempotency-Key", "was first used with a different request; use a new key"
+        )
+
+
+async def request_notifications(
+    cmd: RequestNotifications, *, writer: GroupCommitWriter, pool: AsyncConnectionPool
+) -> Recorded:
+    """Decide and record every request, or, for a key already used, answer as the first time.
+
+    Raises InvalidValueError naming the field of a single bad request, BatchInvalidError
+    listing every bad item of several, IdempotencyKeyReusedError for a key first used with
+    another request. The key, the fingerprint and the answer commit with the events.
+    """
+    plan = plan_batch(cmd.requests) if cmd.batch else plan_request(cmd.requests[0])
+    key = cmd.idempotency
+    if key is None:
+        accepted = await record(plan, writer=writer)
+        return Recorded(cmd.render(accepted), cmd.status_code, replayed=False)
+    stored = await recall(pool, key.tenant_id, key.key)
+    if stored is None:
+        remember = Idempotency(
+            tenant_id=key.tenant_id,
+            key=key.key,
+            request_hash=key.fingerprint,
+            status_code=cmd.status_code,
+            response=lambda positions: cmd.render(plan.accepted(positions)),
+        )
+        try:
+            accepted = await record(plan, writer=writer, idempotency=remember)
+            return Recorded(cmd.render(accepted), cmd.status_code, replayed=False)
+        except IdempotencyKeyTakenError:
+            # A concurrent request with the key won: answer as it was answered.
+            stored = await recall(pool, key.tenant_id, key.key)
+            if stored is None:
+                raise
+    if stored.request_hash != key.fingerprint:
+        raise IdempotencyKeyReusedError
+    return Recorded(stored.body, stored.status_code, replayed=True)
 
 
 async def decide_and_append(
@@ -191,3 +233,10 @@ async def retry_notification(
         pool=pool,
         codec=codec,
     )
+
+
+HANDLERS: Handlers = {
+    RequestNotifications: request_notifications,
+    CancelNotification: cancel_notification,
+    RetryNotification: retry_notification,
+}

@@ -20,20 +20,22 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody
 
-from commands.notifications import handlers
-from commands.notifications.handlers import Accepted, BatchInvalidError, Plan
+from commands.notifications.handlers import BatchInvalidError
 from commands.notifications.messages import (
+    Accepted,
     CancelNotification,
+    IdempotentRequest,
+    Recorded,
     RequestNotification,
+    RequestNotifications,
     RetryNotification,
 )
 from domain.identity.roles import Role
 from domain.notifications.values import Channel, Content, Priority
-from infrastructure.auth.guard import allow, current_principal
+from infrastructure.auth.guard import allow
 from infrastructure.auth.principal import Principal
-from infrastructure.eventstore.writer import Idempotency, IdempotencyKeyTakenError
-from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint, recall
-from infrastructure.resources import Resources
+from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint
+from infrastructure.messagebus import MessageBus
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
 OPERATORS = allow(Role.ADMIN, Role.OPERATOR)
@@ -124,10 +126,6 @@ def _many(accepted: Sequence[Accepted]) -> bytes:
     )
 
 
-def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
 def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and (len(key) > MAX_KEY_LENGTH or not _KEY_SHAPE.match(key)):
@@ -138,48 +136,27 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
-async def _record_once(
+def _idempotent(
     request: Request[Any, Any, Any],
-    resources: Resources,
-    *,
-    principal: Principal,
-    plan: Plan,
-    render: Callable[[Sequence[Accepted]], bytes],
-    canonical: Callable[[], bytes],
+    caller: Principal,
     key: str | None,
-) -> Response[bytes]:
-    """Record `plan`, or, for a key already used, answer as the first time (or refuse)."""
-    writer = resources.writer
+    canonical: Callable[[], bytes],
+) -> IdempotentRequest | None:
+    """The key with the request's fingerprint, computed only when a key was sent."""
     if key is None:
-        return _json(render(await handlers.record(plan, writer=writer)), ACCEPTED)
+        return None
     digest = fingerprint(request.method, request.url.path, canonical())
-    stored = await recall(resources.db, principal.tenant_id, key)
-    if stored is None:
-        remember = Idempotency(
-            tenant_id=principal.tenant_id,
-            key=key,
-            request_hash=digest,
-            status_code=ACCEPTED,
-            response=lambda positions: render(plan.accepted(positions)),
-        )
-        try:
-            accepted = await handlers.record(plan, writer=writer, idempotency=remember)
-            return _json(render(accepted), ACCEPTED)
-        except IdempotencyKeyTakenError:
-            stored = await recall(resources.db, principal.tenant_id, key)
-            if stored is None:
-                raise
-    if stored.request_hash != digest:
-        raise ValidationException(
-            "Idempotency-Key reused with a different request",
-            extra=[
-                {
-                    "key": "Idempotency-Key",
-                    "message": "was first used with a different request; use a new key",
-                }
-            ],
-        )
-    return _json(stored.body, stored.status_code, {"Idempotent-Replayed": "true"})
+    return IdempotentRequest(tenant_id=caller.tenant_id, key=key, fingerprint=digest)
+
+
+def _response(recorded: Recorded) -> Response[bytes]:
+    headers = {"Idempotent-Replayed": "true"} if recorded.replayed else None
+    return Response(
+        recorded.body,
+        status_code=recorded.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 class NotificationCommands(Controller):
@@ -196,26 +173,21 @@ class NotificationCommands(Controller):
         self,
         data: JSONBody[NotificationRequest],
         request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> Response[bytes]:
-        principal = current_principal(request)
         key = _idempotency_key(request)
-        correlation = request.headers.get("x-request-id")
-        plan = handlers.plan_request(_command(data, principal, correlation, key))
-        response = await _record_once(
-            request,
-            resources,
-            principal=principal,
-            plan=plan,
-            render=_one,
-            canonical=lambda: _encode(data),
-            key=key,
+        idempotency = _idempotent(request, caller, key, lambda: _encode(data))
+        command = _command(data, caller, request.headers.get("x-request-id"), key)
+        recorded = await bus.handle(
+            RequestNotifications(
+                requests=[command], render=_one, status_code=ACCEPTED, idempotency=idempotency
+            )
         )
-        replayed = "Idempotent-Replayed" in response.headers
-        notification_id = (
-            _accepted_decoder.decode(response.content).id if replayed else plan.appends[0].stream_id
+        response = _response(recorded)
+        response.headers["Location"] = (
+            f"/notifications/{_accepted_decoder.decode(recorded.body).id}"
         )
-        response.headers["Location"] = f"/notifications/{notification_id}"
         return response
 
     @post(
@@ -228,29 +200,30 @@ class NotificationCommands(Controller):
         "items are all reported, each error named `notifications[INDEX].FIELD`.",
     )
     async def request_batch(
-        self, request: Request[Any, Any, Any], resources: NamedDependency[Resources]
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> Response[bytes]:
-        principal = current_principal(request)
         key = _idempotency_key(request)
-        raw = await request.body()
-        items = _decode_batch(raw)
+        items = _decode_batch(await request.body())
+        idempotency = _idempotent(request, caller, key, lambda: _encode(items))
         correlation = request.headers.get("x-request-id")
+        command = RequestNotifications(
+            requests=[_command(i, caller, correlation, key) for i in items],
+            render=_many,
+            status_code=ACCEPTED,
+            batch=True,
+            idempotency=idempotency,
+        )
         try:
-            plan = handlers.plan_batch([_command(i, principal, correlation, key) for i in items])
+            recorded = await bus.handle(command)
         except BatchInvalidError as exc:
             raise ValidationException(
                 "invalid batch items",
                 extra=[{"key": f"notifications[{i}].{f}", "message": r} for i, f, r in exc.errors],
             ) from None
-        return await _record_once(
-            request,
-            resources,
-            principal=principal,
-            plan=plan,
-            render=_many,
-            canonical=lambda: _encode(items),
-            key=key,
-        )
+        return _response(recorded)
 
     @post(
         "/{notification_id:uuid}/cancel",
@@ -263,21 +236,18 @@ class NotificationCommands(Controller):
         self,
         notification_id: FromPath[UUID],
         request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
         data: JSONBody[CancelRequest | None] = None,
     ) -> AcceptedView:
-        principal = current_principal(request)
         command = CancelNotification(
-            tenant_id=principal.tenant_id,
+            tenant_id=caller.tenant_id,
             notification_id=notification_id,
-            cancelled_by=principal.subject,
+            cancelled_by=caller.subject,
             reason=data.reason if data else None,
             correlation_id=request.headers.get("x-request-id"),
         )
-        accepted = await handlers.cancel_notification(
-            command, writer=resources.writer, pool=resources.db, codec=resources.codec
-        )
-        return _view(accepted)
+        return _view(await bus.handle(command))
 
 
 class AdminNotificationCommands(Controller):
@@ -294,19 +264,15 @@ class AdminNotificationCommands(Controller):
     async def retry(
         self,
         notification_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        caller: NamedDependency[Principal],
+        bus: NamedDependency[MessageBus],
     ) -> AcceptedView:
-        principal = current_principal(request)
         command = RetryNotification(
-            tenant_id=principal.tenant_id,
+            tenant_id=caller.tenant_id,
             notification_id=notification_id,
-            requested_by=principal.subject,
+            requested_by=caller.subject,
         )
-        accepted = await handlers.retry_notification(
-            command, writer=resources.writer, pool=resources.db, codec=resources.codec
-        )
-        return _view(accepted)
+        return _view(await bus.handle(command))
 
 
 def _view(accepted: Accepted) -> AcceptedView:

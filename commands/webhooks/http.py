@@ -11,14 +11,12 @@ Retry-After, so the provider sends it again once Sent is recorded.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Controller, Request, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import (
     ClientException,
     NotAuthorizedException,
@@ -27,25 +25,24 @@ from litestar.exceptions import (
 )
 from litestar.params import JSONBody
 
-from commands.notifications import handlers
-from commands.webhooks import events as reports
-from commands.webhooks.events import NotSentYetError, Report, UnaddressedReportError
+from commands.webhooks import provider_reports as reports
+from commands.webhooks.handlers import RecordProviderReport
+from commands.webhooks.provider_reports import NotSentYetError, Report, UnaddressedReportError
 from domain.errors import NotFoundError
 from infrastructure.auth.guard import WEBHOOK
-from infrastructure.delivery.webhook_signatures import (
+from infrastructure.eventstore.store import ConcurrencyError
+from infrastructure.log import get_logger
+from infrastructure.messagebus import MessageBus
+from infrastructure.providers.webhook_signatures import (
     BadSignatureError,
     UnsignedError,
     WebhookVerifier,
 )
-from infrastructure.eventstore.store import ConcurrencyError
-from infrastructure.log import get_logger
-from infrastructure.resources import Resources
 
 log = get_logger(__name__)
 
 OK = 200
 RETRY_AFTER = {"Retry-After": "1"}
-_VERIFIER = "webhook_verifier"
 _batch = msgspec.json.Decoder(list[msgspec.Raw])
 _sendgrid_event = msgspec.json.Decoder(reports.SendGridEvent)
 
@@ -61,20 +58,9 @@ class WebhookReceipt(msgspec.Struct, frozen=True):
     recorded: int  # of them, how many changed a notification
 
 
-def _provide_verifier(state: State) -> WebhookVerifier:
-    """One verifier per app, built on first use: the sandbox keys live in the dev directory."""
-    verifier = state.get(_VERIFIER)
-    if not isinstance(verifier, WebhookVerifier):
-        resources: Resources = state.resources
-        verifier = WebhookVerifier.from_settings(resources.settings)
-        state[_VERIFIER] = verifier
-    return verifier
-
-
 class ProviderWebhooks(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012
-    dependencies = {"verifier": Provide(_provide_verifier, sync_to_thread=False)}  # noqa: RUF012
 
     @post(
         "/sendgrid",
@@ -89,7 +75,7 @@ class ProviderWebhooks(Controller):
     async def sendgrid(
         self,
         request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        bus: NamedDependency[MessageBus],
         verifier: NamedDependency[WebhookVerifier],
     ) -> WebhookReceipt:
         body = await request.body()
@@ -98,7 +84,7 @@ class ProviderWebhooks(Controller):
         except (UnsignedError, BadSignatureError) as exc:
             raise _refusal(exc, "sendgrid") from None
         items = _sendgrid_items(body)
-        verdicts = [await _handle(item, "sendgrid", resources) for item in items]
+        verdicts = [await _handle(item, "sendgrid", bus) for item in items]
         return _receipt(verdicts)
 
     @post(
@@ -114,7 +100,7 @@ class ProviderWebhooks(Controller):
     async def twilio(
         self,
         request: Request[Any, Any, Any],
-        resources: NamedDependency[Resources],
+        bus: NamedDependency[MessageBus],
         verifier: NamedDependency[WebhookVerifier],
     ) -> WebhookReceipt:
         # Percent-encoded form data is ASCII; parse_qsl decodes its escapes as UTF-8.
@@ -126,7 +112,7 @@ class ProviderWebhooks(Controller):
         except (UnsignedError, BadSignatureError) as exc:
             raise _refusal(exc, "twilio") from None
         item = _twilio_item(dict(parse_qsl(query)), dict(fields))
-        return _receipt([await _handle(item, "twilio", resources)])
+        return _receipt([await _handle(item, "twilio", bus)])
 
     @post(
         "/push-receipts",
@@ -142,14 +128,14 @@ class ProviderWebhooks(Controller):
     async def push_receipt(
         self,
         data: JSONBody[reports.PushReceipt],
-        resources: NamedDependency[Resources],
+        bus: NamedDependency[MessageBus],
         verifier: NamedDependency[WebhookVerifier],
     ) -> WebhookReceipt:
         try:
             verifier.verify_push_receipt(data.notification_id, data.attempt, data.receipt)
         except BadSignatureError as exc:
             raise _refusal(exc, "push") from None
-        return _receipt([await _handle(reports.from_push_receipt(data), "push", resources)])
+        return _receipt([await _handle(reports.from_push_receipt(data), "push", bus)])
 
 
 def _refusal(exc: Exception, provider: str) -> NotAuthorizedException | PermissionDeniedException:
@@ -187,16 +173,16 @@ def _twilio_item(
 
 
 async def _handle(
-    item: Report | UnaddressedReportError | None, provider: str, resources: Resources
+    item: Report | UnaddressedReportError | None, provider: str, bus: MessageBus
 ) -> Verdict:
     if isinstance(item, Report):
-        return await _record(item, provider, resources)
+        return await _record(item, provider, bus)
     if item is not None:
         log.info("webhook report names no notification", provider=provider, reason=str(item))
     return Verdict.IGNORED
 
 
-async def _record(item: Report, provider: str, resources: Resources) -> Verdict:
+async def _record(item: Report, provider: str, bus: MessageBus) -> Verdict:
     context = {
         "provider": provider,
         "notification_id": str(item.notification_id),
@@ -206,14 +192,7 @@ async def _record(item: Report, provider: str, resources: Resources) -> Verdict:
         "claimed_tenant": item.claimed_tenant,
     }
     try:
-        accepted = await handlers.decide_and_append(
-            item.notification_id,
-            lambda n: reports.decide(n, item, at=datetime.now(UTC)),
-            tenant_id=None,  # the notification's own tenant; a report's claim is not trusted
-            writer=resources.writer,
-            pool=resources.db,
-            codec=resources.codec,
-        )
+        accepted = await bus.handle(RecordProviderReport(report=item))
     except NotFoundError:
         log.info("webhook report for an unknown notification", **context)
         return Verdict.IGNORED

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import (
@@ -29,14 +30,14 @@ from infrastructure.auth.principal import Principal
 from infrastructure.auth.revocation import Revocations
 from infrastructure.auth.tokens import InvalidTokenError, TokenService
 from infrastructure.log import get_logger
-from infrastructure.settings import Settings
-from infrastructure.web.rate_limit import (
+from infrastructure.rate_limit import (
     Decision,
     RateLimiter,
     Tier,
     parse_tiers,
     rate_limit_headers,
 )
+from infrastructure.settings import Settings
 
 log = get_logger(__name__)
 
@@ -200,11 +201,24 @@ async def _limit_uncredentialed(
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The authenticated caller of a route whose policy requires roles."""
+    """The authenticated caller of a route whose policy requires roles.
+
+    Routes receive it as the `caller` dependency (see `provide_caller`)."""
     principal = connection.scope["state"].get(_PRINCIPAL)
     if not isinstance(principal, Principal):
         raise NotAuthorizedException("credentials are required", headers=CHALLENGE)
     return principal
+
+
+def provide_caller(request: Request[Any, Any, Any]) -> Principal:
+    """The `caller` dependency: who is calling, as the guard authenticated them."""
+    return current_principal(request)
+
+
+def provide_gate(request: Request[Any, Any, Any]) -> AccessGate:
+    """The `gate` dependency: for routes that count requests against limits of their own."""
+    gate: AccessGate = request.app.state.gate
+    return gate
 
 
 async def add_rate_limit_headers(message: Message, scope: Scope) -> None:

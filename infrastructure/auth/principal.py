@@ -21,3 +21,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     def has_any(self, roles: frozenset[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
+
+
+class CredentialsRefusedError(Exception):
+    """The credentials presented do not hold (401); `str()` says so without saying why."""

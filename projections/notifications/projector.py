@@ -39,17 +39,11 @@ from infrastructure.eventstore.tracking import (
     read_after,
     stored_position,
 )
-from infrastructure.kafka import (
-    PROJECTOR_GROUP,
-    consumer_config,
-    consumer_group,
-    decode_published,
-    notifications_topic,
-)
+from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
+from infrastructure.kafka.wire import consumer_config, decode_published
 from infrastructure.log import get_logger
 from infrastructure.redis_keys import RedisKeys
-from infrastructure.resources import require_servers
-from infrastructure.settings import Settings
+from infrastructure.settings import Settings, require_servers
 from projections.notifications import view
 from projections.notifications.changes import change_for
 from projections.notifications.live import LiveModels

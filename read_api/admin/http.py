@@ -7,35 +7,38 @@ followers' positions; nothing loads an aggregate.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from confluent_kafka import Consumer, TopicPartition
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
 
 from domain.identity.roles import Role
-from infrastructure.auth.guard import allow, current_principal
-from infrastructure.delivery.protection import breaker_states
-from infrastructure.delivery.sandbox import provider_modes
+from infrastructure.auth.guard import allow
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
-from infrastructure.kafka import PROJECTOR_GROUP, consumer_group, notifications_topic
+from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.metrics import cache_counts
-from infrastructure.resources import Resources
-from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
+from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from read_api.notifications.http import list_notifications
-from read_api.visibility import (
-    MinPosition,
-    MinPositionHeader,
-    await_position,
-    current_position,
-)
+from read_api.scope import Reader, ReadModels
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
+
+
+@dataclass(frozen=True)
+class Operations:
+    """The `operations` dependency: where to look for the broker's offsets and the providers."""
+
+    kafka_bootstrap: str | None
+    namespace: str
+    # Per provider: mode, circuit state and call counts, all dispatchers together.
+    provider_states: Callable[[], Awaitable[dict[str, dict[str, Any]]]]
 
 
 class Dashboard(msgspec.Struct, frozen=True):
@@ -100,16 +103,9 @@ class Metrics(msgspec.Struct, frozen=True):
     operation_id="getDashboard",
     summary="Live counters for the tenant, from Redis.",
 )
-async def dashboard(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
-) -> Dashboard:
-    tenant = current_principal(request).tenant_id
-    await await_position(resources, min_position, min_position_header)
-    keys = resources.keys
-    pipe = resources.redis.pipeline(transaction=False)
+async def dashboard(reader: NamedDependency[Reader]) -> Dashboard:
+    tenant, keys = reader.tenant, reader.models.keys
+    pipe = reader.models.redis.pipeline(transaction=False)
     pipe.hgetall(keys.dashboard(tenant))
     pipe.hlen(keys.unread(tenant))
     counters, unread = await pipe.execute()
@@ -133,20 +129,11 @@ async def dashboard(
     summary="Dead-lettered notifications, newest first.",
 )
 async def dead_letters(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
-    *,
-    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, QueryParameter(description="`next_cursor` of the last page.")
-    ] = None,
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
+    reader: NamedDependency[Reader], *, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> DeadLetterPage:
-    tenant = current_principal(request).tenant_id
-    await await_position(resources, min_position, min_position_header)
+    tenant = reader.tenant
     before = decode_token(cursor, int) if cursor else None
-    async with resources.db.connection() as conn:
+    async with reader.models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 "SELECT notification_id, channel, recipient, priority, attempts, last_error,"
@@ -157,8 +144,7 @@ async def dead_letters(
                 (tenant, before, before, limit + 1),
             )
         ).fetchall()
-    page = rows[:limit]
-    following = encode_token(page[-1][-1]) if len(rows) > limit else None
+    page, following = paginate(rows, limit, lambda row: row[-1])
     return DeadLetterPage(items=[DeadLetter(*row[:-1]) for row in page], next_cursor=following)
 
 
@@ -185,8 +171,8 @@ def _partition_stats(bootstrap: str, topic: str, group: str) -> list[PartitionSt
         consumer.close()
 
 
-async def _positions(resources: Resources) -> tuple[int, dict[str, int]]:
-    async with resources.db.connection() as conn:
+async def _positions(models: ReadModels) -> tuple[int, dict[str, int]]:
+    async with models.db.connection() as conn:
         head_row = await (
             await conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")  # noqa: S608
         ).fetchone()
@@ -207,16 +193,16 @@ async def _positions(resources: Resources) -> tuple[int, dict[str, int]]:
     operation_id="getQueueStats",
     summary="Kafka partitions, end offsets and consumer lag; relay and projection lag.",
 )
-async def queue_stats(resources: NamedDependency[Resources]) -> QueueStats:
-    settings = resources.settings
-    topic = notifications_topic(settings.namespace)
-    group = consumer_group(settings.namespace, PROJECTOR_GROUP)
+async def queue_stats(
+    operations: NamedDependency[Operations], read_models: NamedDependency[ReadModels]
+) -> QueueStats:
+    topic = notifications_topic(operations.namespace)
+    group = consumer_group(operations.namespace, PROJECTOR_GROUP)
+    bootstrap = operations.kafka_bootstrap
     partitions = (
-        await asyncio.to_thread(_partition_stats, settings.kafka_bootstrap, topic, group)
-        if settings.kafka_bootstrap
-        else []
+        await asyncio.to_thread(_partition_stats, bootstrap, topic, group) if bootstrap else []
     )
-    head, positions = await _positions(resources)
+    head, positions = await _positions(read_models)
     followers = [Follower(name, p, max(0, head - p)) for name, p in sorted(positions.items())]
     return QueueStats(
         topic=topic, consumer_group=group, partitions=partitions, log_head=head, followers=followers
@@ -231,30 +217,22 @@ async def queue_stats(resources: NamedDependency[Resources]) -> QueueStats:
     summary="System and business counters (Prometheus text is at /metrics).",
 )
 async def metrics(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
+    reader: NamedDependency[Reader], operations: NamedDependency[Operations]
 ) -> Metrics:
-    tenant = current_principal(request).tenant_id
-    reached = await current_position(resources, min_position, min_position_header)
+    reached = await reader.position()
     counts = cache_counts()
     lookups = counts["hit"] + counts["miss"]
-    head, _ = await _positions(resources)
-    async with resources.db.connection() as conn:
+    head, _ = await _positions(reader.models)
+    async with reader.models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 "SELECT status, sum(count) FROM notification_stats WHERE tenant_id = %s"
                 " GROUP BY status HAVING sum(count) <> 0",
-                (tenant,),
+                (reader.tenant,),
             )
         ).fetchall()
-    modes = provider_modes(resources.settings)
-    providers = await breaker_states(resources.redis, resources.settings.namespace, list(modes))
-    for name, mode in modes.items():
-        providers[name]["mode"] = mode
     return Metrics(
-        providers=providers,
+        providers=await operations.provider_states(),
         read_cache=counts,
         read_cache_hit_rate=counts["hit"] / lookups if lookups else None,
         list_cache=cache_counts("herald_list_cache"),

@@ -1,30 +1,91 @@
-"""GET /events: the tenant's slice of the global event log, paged by position.
+"""The event log for auditors: one notification's history, and the tenant's slice of the log.
 
-Positions are the event store's global sequence. A page lists the tenant's notification
-events after `after`, up to the projection's position: the tenant of an event is known from
-the notifications read model, which holds every notification up to that position.
+- `GET /notifications/{id}/history`: every event of one notification, from the event store.
+- `GET /events`: the tenant's notification events after a position, paged by position.
+  Positions are the event store's global sequence. A page lists events up to the
+  projection's position: the tenant of an event is known from the notifications read
+  model, which holds every notification up to that position.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
 
-from infrastructure.auth.guard import current_principal
+from domain.identity.roles import Role
+from infrastructure.auth.guard import allow
+from infrastructure.auth.principal import Principal
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
-from infrastructure.resources import Resources
-from read_api.notifications.http import AUDITORS, HistoryEvent, history_event
-from read_api.visibility import (
-    MinPosition,
-    MinPositionHeader,
-    current_position,
-)
+from read_api.scope import Reader, ReadModels
+
+AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 
 MAX_EVENTS = 1000
+
+
+class HistoryEvent(msgspec.Struct, frozen=True):
+    position: int
+    version: int
+    type: str
+    schema_version: int
+    at: datetime
+    data: dict[str, Any]
+
+
+class History(msgspec.Struct, frozen=True):
+    id: UUID
+    events: list[HistoryEvent]
+
+
+@get(
+    "/notifications/{notification_id:uuid}/history",
+    policy=AUDITORS,
+    tags=["audit"],
+    operation_id="getNotificationHistory",
+    summary="Every event of one notification, in order, from the event store.",
+)
+async def notification_history(
+    notification_id: FromPath[UUID],
+    caller: NamedDependency[Principal],
+    read_models: NamedDependency[ReadModels],
+) -> History:
+    tenant = caller.tenant_id
+    async with read_models.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                f"SELECT notification_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608
+                " WHERE originator_id = %s ORDER BY originator_version",
+                (notification_id,),
+            )
+        ).fetchall()
+    events = [history_event(read_models.codec, *row) for row in rows]
+    if not events or events[0].data.get("tenant_id") != tenant:
+        raise NotFoundException(f"notification {notification_id} does not exist")
+    return History(id=notification_id, events=events)
+
+
+def history_event(
+    codec: EventCodec, position: int, version: int, topic: str, state: bytes
+) -> HistoryEvent:
+    event = codec.decode(topic, bytes(state))
+    name, _, schema = topic.partition("@")
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    return HistoryEvent(
+        position=position,
+        version=version,
+        type=name,
+        schema_version=int(schema or 1),
+        at=event.at,
+        data=data,
+    )
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -41,19 +102,16 @@ class EventPage(msgspec.Struct, frozen=True):
     summary="The tenant's notification events in log order, after a position.",
 )
 async def list_events(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
+    reader: NamedDependency[Reader],
     *,
     after: Annotated[int, QueryParameter(ge=0, description="Events after this position.")] = 0,
     limit: Annotated[
         int, QueryParameter(ge=1, le=MAX_EVENTS, description="Events per page.")
     ] = 100,
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
 ) -> EventPage:
-    tenant = current_principal(request).tenant_id
-    head = await current_position(resources, min_position, min_position_header)
-    async with resources.db.connection() as conn:
+    tenant = reader.tenant
+    head = await reader.position()
+    async with reader.models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 "SELECT e.notification_id, e.originator_version, e.topic, e.state"  # noqa: S608
@@ -64,10 +122,10 @@ async def list_events(
                 (tenant, after, head, limit),
             )
         ).fetchall()
-    events = [history_event(resources, *row) for row in rows]
+    events = [history_event(reader.models.codec, *row) for row in rows]
     # A short page read everything up to the head: the next one starts there.
     following = events[-1].position if len(events) == limit else max(after, head)
     return EventPage(events=events, next_after=following, head=head)
 
 
-ROUTES = [list_events]
+ROUTES = [notification_history, list_events]

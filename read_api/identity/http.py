@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import QueryParameter
 
 from domain.identity.roles import Role
-from infrastructure.auth.guard import ANY_ROLE, allow, current_principal
-from infrastructure.resources import Resources
-from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from infrastructure.auth.guard import ANY_ROLE, allow
+from infrastructure.auth.principal import Principal
+from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
+from read_api.scope import ReadModels
 
 
 class UserView(msgspec.Struct, frozen=True):
@@ -56,12 +56,9 @@ class ApiKeyPage(msgspec.Struct, frozen=True):
 _USER = "user_id, tenant_id, email, roles, status, created_at"
 _KEY = "key_id, tenant_id, name, role, status, created_by, created_at"
 
-Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page.")]
-Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
-
 
 async def _page(
-    resources: Resources,
+    models: ReadModels,
     table: str,
     *,
     columns: str,
@@ -73,7 +70,7 @@ async def _page(
     where = "tenant_id = %s"
     params: list[Any] = [tenant]
     if cursor is not None:
-        created_at, row_id = decode_cursor(cursor)
+        created_at, row_id = decode_token(cursor, tuple[datetime, UUID])
         where += f" AND (created_at, {id_column}) > (%s, %s)"
         params += [created_at, row_id]
     if table == "users":
@@ -82,16 +79,13 @@ async def _page(
         f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608 - names are ours
         f" ORDER BY created_at, {id_column} LIMIT %s"
     )
-    async with resources.db.connection() as conn:
+    async with models.db.connection() as conn:
         rows = await (await conn.execute(sql, [*params, limit + 1])).fetchall()
     return list(rows)
 
 
-def _next(rows: list[tuple[Any, ...]], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor(last[-1], last[0])
+def _created_and_id(row: tuple[Any, ...]) -> tuple[datetime, UUID]:
+    return row[-1], row[0]
 
 
 # Handlers are plain functions, not controllers: litestar cannot merge two controllers'
@@ -105,13 +99,13 @@ def _next(rows: list[tuple[Any, ...]], limit: int) -> str | None:
     operation_id="getMe",
     summary="Who the credentials belong to.",
 )
-async def me(request: Request[Any, Any, Any], resources: NamedDependency[Resources]) -> Me:
-    principal = current_principal(request)
+async def me(caller: NamedDependency[Principal], read_models: NamedDependency[ReadModels]) -> Me:
+    principal = caller
     table, columns, id_column = (
         ("users", _USER, "user_id") if principal.kind == "user" else ("api_keys", _KEY, "key_id")
     )
     sql = f"SELECT {columns} FROM {table} WHERE {id_column} = %s AND tenant_id = %s"  # noqa: S608
-    async with resources.db.connection() as conn:
+    async with read_models.db.connection() as conn:
         cursor = await conn.execute(sql, (UUID(principal.subject), principal.tenant_id))
         row = await cursor.fetchone()
     if row is None:
@@ -129,21 +123,22 @@ async def me(request: Request[Any, Any, Any], resources: NamedDependency[Resourc
     summary="Users of your tenant, oldest first, a page at a time.",
 )
 async def list_users(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
+    caller: NamedDependency[Principal],
+    read_models: NamedDependency[ReadModels],
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> UserPage:
     rows = await _page(
-        resources,
+        read_models,
         "users",
         columns=_USER,
         id_column="user_id",
-        tenant=current_principal(request).tenant_id,
+        tenant=caller.tenant_id,
         limit=limit,
         cursor=cursor,
     )
-    return UserPage([UserView(*r) for r in rows[:limit]], _next(rows, limit))
+    page, following = paginate(rows, limit, _created_and_id)
+    return UserPage([UserView(*r) for r in page], following)
 
 
 @get(
@@ -154,21 +149,22 @@ async def list_users(
     summary="API keys of your tenant (never their secrets), a page at a time.",
 )
 async def list_api_keys(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
+    caller: NamedDependency[Principal],
+    read_models: NamedDependency[ReadModels],
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> ApiKeyPage:
     rows = await _page(
-        resources,
+        read_models,
         "api_keys",
         columns=_KEY,
         id_column="key_id",
-        tenant=current_principal(request).tenant_id,
+        tenant=caller.tenant_id,
         limit=limit,
         cursor=cursor,
     )
-    return ApiKeyPage([ApiKeyView(*r) for r in rows[:limit]], _next(rows, limit))
+    page, following = paginate(rows, limit, _created_and_id)
+    return ApiKeyPage([ApiKeyView(*r) for r in page], following)
 
 
 ROUTES = [me, list_users, list_api_keys]

@@ -7,7 +7,8 @@
   snapshot (the projection's position then); later pages list only notifications created up
   to it, so inserts between pages neither shift nor repeat anything, and nothing up to the
   snapshot is missing, because the projection's position guarantees it is all there.
-- `GET /notifications/{id}/history`: the notification's events, from the event store.
+- `GET /me/notifications`: the same listing, of what was sent to the caller's own email.
+- `GET /recipients/{recipient}/inbox`: a recipient's newest notifications, from Redis.
 """
 
 from __future__ import annotations
@@ -18,28 +19,21 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from domain.identity.roles import Role
 from domain.notifications.values import Channel, Priority
-from infrastructure.auth.guard import allow, current_principal
-from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.auth.guard import ANY_ROLE, allow
+from infrastructure.auth.principal import Principal
 from infrastructure.metrics import LIST_CACHE, READ_CACHE
 from infrastructure.redis_keys import RECENT_KEPT
-from infrastructure.resources import Resources
-from infrastructure.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_token, encode_token
-from read_api.visibility import (
-    MinPosition,
-    MinPositionHeader,
-    await_position,
-    projection_position,
-)
+from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
+from read_api.scope import Reader, ReadModels
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
-AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 
 Status = Literal[
     "requested",
@@ -88,20 +82,6 @@ class NotificationPage(msgspec.Struct, frozen=True):
     snapshot: int  # the log position this listing reflects, pinned by its first page
 
 
-class HistoryEvent(msgspec.Struct, frozen=True):
-    position: int
-    version: int
-    type: str
-    schema_version: int
-    at: datetime
-    data: dict[str, Any]
-
-
-class History(msgspec.Struct, frozen=True):
-    id: UUID
-    events: list[HistoryEvent]
-
-
 _FIELDS = tuple(f for f in NotificationView.__struct_fields__ if f != "id")
 _COLUMNS = ", ".join(("notification_id", *_FIELDS))
 CACHE_TTL_S = 30  # how long a copy read from SQL may answer while the status hash is missing
@@ -131,20 +111,14 @@ def _from_hash(notification_id: UUID, stored: dict[bytes, bytes]) -> Notificatio
     summary="A notification's current state, as the read models have it.",
 )
 async def get_notification(
-    notification_id: FromPath[UUID],
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
+    notification_id: FromPath[UUID], reader: NamedDependency[Reader]
 ) -> NotificationView:
-    tenant = current_principal(request).tenant_id
-    await await_position(resources, min_position, min_position_header)
-    keys = resources.keys
+    tenant, models = reader.tenant, reader.models
+    keys = models.keys
     cache_key = keys.cached_status(notification_id)
-    stored, cached = await resources.statuses.get(keys.status(notification_id), cache_key)
+    stored, cached = await models.statuses.get(keys.status(notification_id), cache_key)
     copy = _cached.decode(cached) if cached else None
-    wanted = max((w for w in (min_position, min_position_header) if w is not None), default=0)
-    if copy is not None and copy.view.position < wanted:
+    if copy is not None and copy.view.position < reader.wanted:
         copy = None  # a copy from before the write this read waited for: ask SQL again
     if stored or copy:
         READ_CACHE.labels("hit").inc()
@@ -155,7 +129,7 @@ async def get_notification(
             return copy.view
         raise NotFoundException(f"notification {notification_id} does not exist")
     READ_CACHE.labels("miss").inc()
-    async with resources.db.connection() as conn:
+    async with models.db.connection() as conn:
         cursor = await conn.execute(
             f"SELECT {_COLUMNS} FROM notification_view"  # noqa: S608 - constant columns
             " WHERE notification_id = %s AND tenant_id = %s",
@@ -167,11 +141,14 @@ async def get_notification(
     view = NotificationView(*row)
     # Cache-aside in a key of its own: the status hash is the projector's alone, so this
     # copy can never make the projector skip an event.
-    await resources.redis.set(cache_key, msgspec.json.encode(_Cached(tenant, view)), ex=CACHE_TTL_S)
+    await models.redis.set(cache_key, msgspec.json.encode(_Cached(tenant, view)), ex=CACHE_TTL_S)
     return view
 
 
-Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Sort = Annotated[
+    Literal["created", "-created"],
+    QueryParameter(description="`created` oldest first, `-created` newest first."),
+]
 
 
 @get(
@@ -182,8 +159,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per
     summary="The tenant's notifications, filtered and paged by creation.",
 )
 async def list_notifications(
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
+    reader: NamedDependency[Reader],
     *,
     status: FromQuery[Status | None] = None,
     channel: FromQuery[Channel | None] = None,
@@ -191,39 +167,51 @@ async def list_notifications(
     recipient: Annotated[str | None, QueryParameter(min_length=1, max_length=320)] = None,
     created_after: FromQuery[datetime | None] = None,
     created_before: FromQuery[datetime | None] = None,
-    sort: Annotated[
-        Literal["created", "-created"],
-        QueryParameter(description="`created` oldest first, `-created` newest first."),
-    ] = "-created",
+    sort: Sort = "-created",
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, QueryParameter(description="`next_cursor` of the previous page.")
-    ] = None,
-    min_position: MinPosition = None,
-    min_position_header: MinPositionHeader = None,
+    cursor: Cursor = None,
 ) -> NotificationPage:
-    tenant = current_principal(request).tenant_id
-    await await_position(resources, min_position, min_position_header)
     query = ListQuery(
         status, channel, priority, recipient, created_after, created_before, sort, limit, cursor
     )
-    keys = resources.keys
-    # The tenant's list version is read before the list: a change committed after this read
-    # moves the version, so a page cached now is never served for a newer version.
-    version, cached = await resources.redis.eval(
-        _CACHED_PAGE, 1, keys.list_version(tenant), keys.list_pages(tenant), query.key()
-    )
-    if cached is not None:
-        LIST_CACHE.labels("hit").inc()
-        return _page_decoder.decode(cached)
-    LIST_CACHE.labels("miss").inc()
-    page = await _list_page(resources, tenant, query)
-    await resources.redis.set(
-        keys.list_page(tenant, version.decode(), query.key()),
-        msgspec.json.encode(page),
-        ex=LIST_CACHE_TTL_S,
-    )
-    return page
+    return await list_page(reader, query)
+
+
+@get(
+    "/me/notifications",
+    policy=ANY_ROLE,
+    tags=["notifications"],
+    operation_id="listMyNotifications",
+    summary="Notifications addressed to you: those sent to the email you log in with.",
+    description="For users of any role, within their tenant; API keys have no address. "
+    "Paged as GET /notifications, newest first unless `sort=created`.",
+)
+async def my_notifications(
+    caller: NamedDependency[Principal],
+    reader: NamedDependency[Reader],
+    *,
+    status: FromQuery[Status | None] = None,
+    sort: Sort = "-created",
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> NotificationPage:
+    if caller.kind != "user":
+        raise PermissionDeniedException("API keys have no address of their own")
+    email = await _login_email(reader.models, caller)
+    query = ListQuery(status, None, None, email, None, None, sort, limit, cursor)
+    return await list_page(reader, query)
+
+
+async def _login_email(models: ReadModels, caller: Principal) -> str:
+    async with models.db.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT email FROM users WHERE user_id = %s AND tenant_id = %s AND status = 'active'",
+            (UUID(caller.subject), caller.tenant_id),
+        )
+        row = await cursor.fetchone()
+    if row is None or not row[0]:
+        raise NotFoundException("the account behind these credentials no longer exists")
+    return str(row[0])
 
 
 class ListQuery(msgspec.Struct, frozen=True, array_like=True):
@@ -250,11 +238,35 @@ LIST_CACHE_TTL_S = 300
 _page_decoder = msgspec.json.Decoder(NotificationPage)
 
 
-async def _list_page(resources: Resources, tenant: str, query: ListQuery) -> NotificationPage:
+async def list_page(reader: Reader, query: ListQuery) -> NotificationPage:
+    """One page of the tenant's notifications: from the tenant's page cache when it holds
+    this query under the current list version, else from SQL, then cached."""
+    tenant, models = reader.tenant, reader.models
+    keys = models.keys
+    # The tenant's list version is read before the list: a change committed after this read
+    # moves the version, so a page cached now is never served for a newer version.
+    version, cached = await models.redis.eval(
+        _CACHED_PAGE, 1, keys.list_version(tenant), keys.list_pages(tenant), query.key()
+    )
+    if cached is not None:
+        LIST_CACHE.labels("hit").inc()
+        return _page_decoder.decode(cached)
+    LIST_CACHE.labels("miss").inc()
+    page = await _query_page(reader, query)
+    await models.redis.set(
+        keys.list_page(tenant, version.decode(), query.key()),
+        msgspec.json.encode(page),
+        ex=LIST_CACHE_TTL_S,
+    )
+    return page
+
+
+async def _query_page(reader: Reader, query: ListQuery) -> NotificationPage:
+    tenant = reader.tenant
     if query.cursor:
         snapshot, after = decode_token(query.cursor, tuple[int, int])
     else:
-        snapshot, after = await projection_position(resources), None
+        snapshot, after = await reader.position(), None
     where = ["tenant_id = %s", "created_position <= %s"]
     params: list[Any] = [tenant, snapshot]
     if after is not None:
@@ -277,7 +289,7 @@ async def _list_page(resources: Resources, tenant: str, query: ListQuery) -> Not
         where.append("requested_at < %s")
         params.append(query.created_before)
     order = "ASC" if query.sort == "created" else "DESC"
-    async with resources.db.connection() as conn:
+    async with reader.models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 f"SELECT {_COLUMNS}, created_position FROM notification_view"  # noqa: S608
@@ -285,55 +297,11 @@ async def _list_page(resources: Resources, tenant: str, query: ListQuery) -> Not
                 (*params, query.limit + 1),
             )
         ).fetchall()
-    page = rows[: query.limit]
-    following = encode_token((snapshot, page[-1][-1])) if len(rows) > query.limit else None
+    page, following = paginate(rows, query.limit, lambda row: (snapshot, row[-1]))
     return NotificationPage(
         items=[NotificationView(*row[:-1]) for row in page],
         next_cursor=following,
         snapshot=snapshot,
-    )
-
-
-@get(
-    "/notifications/{notification_id:uuid}/history",
-    policy=AUDITORS,
-    tags=["audit"],
-    operation_id="getNotificationHistory",
-    summary="Every event of one notification, in order, from the event store.",
-)
-async def notification_history(
-    notification_id: FromPath[UUID],
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
-) -> History:
-    tenant = current_principal(request).tenant_id
-    async with resources.db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                f"SELECT notification_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608
-                " WHERE originator_id = %s ORDER BY originator_version",
-                (notification_id,),
-            )
-        ).fetchall()
-    events = [history_event(resources, *row) for row in rows]
-    if not events or events[0].data.get("tenant_id") != tenant:
-        raise NotFoundException(f"notification {notification_id} does not exist")
-    return History(id=notification_id, events=events)
-
-
-def history_event(
-    resources: Resources, position: int, version: int, topic: str, state: bytes
-) -> HistoryEvent:
-    event = resources.codec.decode(topic, bytes(state))
-    name, _, schema = topic.partition("@")
-    data: dict[str, Any] = msgspec.to_builtins(event)
-    return HistoryEvent(
-        position=position,
-        version=version,
-        type=name,
-        schema_version=int(schema or 1),
-        at=event.at,
-        data=data,
     )
 
 
@@ -352,17 +320,17 @@ class Inbox(msgspec.Struct, frozen=True):
 )
 async def recipient_inbox(
     recipient: FromPath[str],
-    request: Request[Any, Any, Any],
-    resources: NamedDependency[Resources],
+    caller: NamedDependency[Principal],
+    read_models: NamedDependency[ReadModels],
     limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
 ) -> Inbox:
-    tenant = current_principal(request).tenant_id
-    keys = resources.keys
-    pipe = resources.redis.pipeline(transaction=False)
+    tenant = caller.tenant_id
+    keys = read_models.keys
+    pipe = read_models.redis.pipeline(transaction=False)
     pipe.zrevrange(keys.recent(tenant, recipient), 0, limit - 1)
     pipe.hget(keys.unread(tenant), recipient)
     ids, unread = await pipe.execute()
-    pipe = resources.redis.pipeline(transaction=False)
+    pipe = read_models.redis.pipeline(transaction=False)
     for notification_id in ids:
         pipe.hgetall(keys.status(notification_id.decode()))
     hashes = await pipe.execute() if ids else []
@@ -374,4 +342,9 @@ async def recipient_inbox(
     return Inbox(recipient=recipient, unread=int(unread or 0), items=items)
 
 
-ROUTES = [get_notification, list_notifications, notification_history, recipient_inbox]
+ROUTES = [
+    get_notification,
+    list_notifications,
+    my_notifications,
+    recipient_inbox,
+]

@@ -11,8 +11,8 @@ from litestar.routes import HTTPRoute
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import POLICY, Policy
+from infrastructure.entrypoints.app import create_app
 from infrastructure.settings import Settings
-from infrastructure.web.app import create_app
 from tests.e2e.conftest import AccountFactory
 
 

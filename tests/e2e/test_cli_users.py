@@ -26,7 +26,7 @@ def _herald(
     environ.update(stack.to_environ())
     environ.update(env, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "infrastructure.cli", *args],
+        [sys.executable, "-m", "infrastructure.entrypoints.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -24,11 +24,10 @@ import pytest
 from confluent_kafka import Message
 
 from domain.identity.roles import Role
-from infrastructure.delivery.simulator import simulator_spec
-from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
-from infrastructure.kafka import dead_letter_topic
+from infrastructure.kafka.topics import dead_letter_topic
 from infrastructure.settings import Settings
 from tests.e2e.conftest import Account, AccountFactory
 from tests.kafka_helpers import eventually, scan_topic

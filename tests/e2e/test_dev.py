@@ -28,7 +28,7 @@ def _environment(**herald: str) -> dict[str, str]:
 
 
 def _herald(*args: str) -> list[str]:
-    return [sys.executable, "-m", "infrastructure.cli", *args]
+    return [sys.executable, "-m", "infrastructure.entrypoints.cli", *args]
 
 
 def _wait_for_health(url: str, timeout: float) -> httpx.Response:

@@ -157,7 +157,7 @@ def _projecting(settings: Settings, database_url: str) -> Iterator[None]:
 
 def herald(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infrastructure.cli", *args],
+        [sys.executable, "-m", "infrastructure.entrypoints.cli", *args],
         env={**os.environ, **settings.to_environ()},
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import redis
 from domain.identity.roles import Role
 from domain.notifications import notification as notifications
 from infrastructure.eventstore.store import EventStore
-from infrastructure.kafka import notifications_topic
+from infrastructure.kafka.topics import notifications_topic
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings
 from tests.e2e.conftest import Account, AccountFactory

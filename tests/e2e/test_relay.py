@@ -25,7 +25,7 @@ from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.tracking import stored_position
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
-from infrastructure.kafka import notifications_topic
+from infrastructure.kafka.topics import notifications_topic
 from infrastructure.migrations import migrate
 from infrastructure.relay import TRACKING_NAME
 from infrastructure.settings import Settings

@@ -19,11 +19,11 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from domain.identity.roles import Role
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationBounced, NotificationDelivered
-from infrastructure.delivery import push_receipts
-from infrastructure.delivery.sandbox import SandboxCredentials, load_sandbox
 from infrastructure.eventstore.store import EventStore
+from infrastructure.providers import push_receipts
+from infrastructure.providers.sandbox import SandboxCredentials, load_sandbox
+from infrastructure.rate_limit import parse_tiers
 from infrastructure.settings import Settings
-from infrastructure.web.rate_limit import parse_tiers
 from tests.e2e.conftest import Account, AccountFactory
 from tests.e2e.streams import advance
 

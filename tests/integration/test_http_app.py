@@ -9,8 +9,8 @@ from litestar.testing import TestClient
 
 from infrastructure.auth.guard import PUBLIC
 from infrastructure.devstack.servers import free_port
+from infrastructure.entrypoints.app import create_app, with_request_id
 from infrastructure.settings import Settings
-from infrastructure.web.app import create_app, with_request_id
 from tests.conftest import with_redis
 
 

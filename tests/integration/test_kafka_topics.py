@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from infrastructure.kafka import (
-    TopicSpec,
-    admin_client,
-    ensure_topics,
-    notifications_topic,
-)
+from infrastructure.kafka.topics import TopicSpec, admin_client, ensure_topics, notifications_topic
 from infrastructure.settings import Settings
 
 

@@ -25,17 +25,13 @@ from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-un
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from domain.notifications.values import Channel
-from infrastructure.delivery import push_receipts
-from infrastructure.delivery.providers import (
-    OutboundMessage,
-    Provider,
-    ProviderError,
-    build_providers,
-)
-from infrastructure.delivery.sandbox import FCM_PROJECT, load_sandbox
-from infrastructure.delivery.simulator import simulator_spec
+from infrastructure.devstack.dev import simulator_spec
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
+from infrastructure.providers import push_receipts
+from infrastructure.providers.provider import OutboundMessage, Provider, ProviderError
+from infrastructure.providers.registry import build_providers
+from infrastructure.providers.sandbox import FCM_PROJECT, load_sandbox
 from infrastructure.settings import Settings, load_settings
 
 # Herald addresses devices by registration token, which firebase-admin 7.7 marks deprecated.

@@ -9,14 +9,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio
 
-from infrastructure.settings import Settings
-from infrastructure.web.rate_limit import (
+from infrastructure.rate_limit import (
     Decision,
     RateLimiter,
     Tier,
     parse_tiers,
     rate_limit_headers,
 )
+from infrastructure.settings import Settings
 
 Scenario = Callable[[RateLimiter, redis.asyncio.Redis], Awaitable[None]]
 

@@ -14,8 +14,8 @@ from litestar.testing import TestClient
 from domain.identity.roles import Role
 from infrastructure.auth.tokens import TokenService
 from infrastructure.devstack.servers import free_port
+from infrastructure.entrypoints.app import create_app, with_request_id
 from infrastructure.settings import Settings
-from infrastructure.web.app import create_app, with_request_id
 from tests.conftest import with_redis
 
 OPENAPI = "/docs/openapi.json"

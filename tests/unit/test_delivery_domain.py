@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.notifications import notification as notifications
-from domain.notifications.delivery import (
+from domain.notifications.dispatch_policy import (
     Done,
     Record,
     Resend,
@@ -27,7 +27,7 @@ from domain.notifications.events import (
     RetryScheduled,
 )
 from domain.notifications.notification import IllegalTransitionError, Notification, Status
-from domain.notifications.templates import RenderError, Template, render
+from domain.notifications.rendering import RenderError, Template, render
 from domain.notifications.values import Channel, Content, Priority
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

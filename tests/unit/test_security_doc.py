@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infrastructure.auth.policy_table import END, START, markdown_table
+from infrastructure.entrypoints.app import create_app
+from infrastructure.entrypoints.policy_table import END, START, markdown_table
 from infrastructure.settings import load_settings
-from infrastructure.web.app import create_app
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
@@ -15,4 +15,4 @@ def test_the_documented_policy_table_matches_the_routes() -> None:
     text = DOC.read_text()
     documented = text.split(START, 1)[1].split(END)[0]
     expected = markdown_table(create_app(load_settings(environ={}, env_file=None)))
-    assert documented == expected, "refresh it: python -m infrastructure.auth.policy_table"
+    assert documented == expected, "refresh it: python -m infrastructure.entrypoints.policy_table"

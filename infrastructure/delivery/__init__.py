@@ -1,1 +1,0 @@
-"""Delivery plumbing: provider SDK adapters, the provider simulator, and their credentials."""

@@ -1,0 +1,136 @@
+"""What the api process holds for its lifetime, and the dependencies its routes ask for by name.
+
+Connections (PostgreSQL pool and event store, the group-commit writer, Redis, the Kafka
+admin client) and the services built on them open in the app's lifespan, never at import.
+Opening does not wait for the servers: the api starts even while a dependency is down, and
+/health says which one. Each area then gets a small dependency of its own: the message bus
+for commands, `ReadModels` for queries, `Operations` for the admin views, `HealthChecks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from commands.identity.handlers import HANDLERS as IDENTITY_HANDLERS
+from commands.identity.sessions import HANDLERS as SESSION_HANDLERS
+from commands.notifications.handlers import HANDLERS as NOTIFICATION_HANDLERS
+from commands.webhooks.handlers import HANDLERS as WEBHOOK_HANDLERS
+from infrastructure.auth.api_keys import ApiKeyCache
+from infrastructure.auth.guard import AccessGate
+from infrastructure.auth.passwords import PasswordHasher
+from infrastructure.auth.revocation import RefreshTokens, Revocations
+from infrastructure.auth.tokens import TokenService
+from infrastructure.eventstore import catalog
+from infrastructure.eventstore.store import EventStore
+from infrastructure.eventstore.writer import GroupCommitWriter
+from infrastructure.kafka.topics import admin_client
+from infrastructure.messagebus import MessageBus
+from infrastructure.providers.status import ProviderStatus
+from infrastructure.rate_limit import RateLimiter
+from infrastructure.redis_batch import StatusReader
+from infrastructure.redis_keys import RedisKeys
+from infrastructure.settings import Settings, require_servers, require_signing_key
+from infrastructure.web.health import HealthChecks, kafka_probe, postgres_probe, redis_probe
+from read_api.admin.http import Operations
+from read_api.scope import ReadModels
+
+COMMAND_HANDLERS = {
+    **IDENTITY_HANDLERS,
+    **SESSION_HANDLERS,
+    **NOTIFICATION_HANDLERS,
+    **WEBHOOK_HANDLERS,
+}
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    gate: AccessGate  # the guard's: authentication and rate limits
+    revocations: Revocations  # the denylist mirror, synced before the api serves
+    dependencies: dict[str, Any]  # by the name routes ask for them
+
+
+@asynccontextmanager
+async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
+    database_url, redis_url, bootstrap = require_servers(settings)
+    require_signing_key(settings)
+    timeout_s = settings.health_timeout_ms / 1000
+    pool = AsyncConnectionPool(
+        database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=timeout_s * 5,
+        open=False,
+        name="herald",
+    )
+    await pool.open(wait=False)
+    client = aioredis.Redis.from_url(
+        redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
+    )
+    codec = catalog.codec()
+    # Identity commands are rare next to notifications, which go through the writer.
+    store = EventStore(database_url, codec, pool_size=2)
+    writer = GroupCommitWriter(database_url, codec)
+    await writer.start()
+    tokens = TokenService(settings)
+    revocations = Revocations(client, settings.access_token_ttl_s)
+    gate = AccessGate(settings, tokens, revocations, ApiKeyCache(pool), RateLimiter(client))
+    await revocations.start()
+    providers = ProviderStatus(client, settings)
+    bus = MessageBus(
+        COMMAND_HANDLERS,
+        store=store,
+        writer=writer,
+        pool=pool,
+        codec=codec,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        tokens=tokens,
+        revocations=revocations,
+        refresh_tokens=RefreshTokens(client),
+    )
+    read_models = ReadModels(
+        db=pool,
+        redis=client,
+        statuses=StatusReader(client),
+        keys=RedisKeys(settings.namespace),
+        codec=codec,
+        wait_ms=settings.read_wait_ms,
+    )
+    health = HealthChecks(
+        probes={
+            "postgres": postgres_probe(pool),
+            "redis": redis_probe(client),
+            "kafka": kafka_probe(admin_client(bootstrap), timeout_s),
+        },
+        timeout_s=timeout_s,
+        provider_modes=providers.modes,
+        provider_circuits=providers.circuits,
+    )
+    operations = Operations(
+        kafka_bootstrap=bootstrap,
+        namespace=settings.namespace,
+        provider_states=providers.states,
+    )
+    try:
+        yield ApiProcess(
+            gate=gate,
+            revocations=revocations,
+            dependencies={
+                "bus": bus,
+                "read_models": read_models,
+                "operations": operations,
+                "health": health,
+            },
+        )
+    finally:
+        await revocations.stop()
+        await writer.stop()
+        await asyncio.to_thread(store.close)
+        await client.aclose()
+        await pool.close()

@@ -1,0 +1,152 @@
+"""The litestar application factory and its route list: the api role's HTTP app.
+
+Routes ask for their collaborators by name (`bus`, `reader`, `caller`, ...); this module
+provides each name once, from what `open_api_process` opened in the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, ControllerRouterHandler
+
+from commands.identity.http import ROUTES as IDENTITY_COMMANDS
+from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
+from commands.webhooks.http import ROUTES as WEBHOOKS
+from infrastructure.auth.guard import (
+    POLICY,
+    PUBLIC,
+    add_rate_limit_headers,
+    authorize,
+    provide_caller,
+    provide_gate,
+)
+from infrastructure.entrypoints.api_process import open_api_process
+from infrastructure.log import configure_logging
+from infrastructure.providers.webhook_signatures import WebhookVerifier
+from infrastructure.settings import Settings, load_settings
+from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
+from infrastructure.web.health import HealthController
+from infrastructure.web.problems import EXCEPTION_HANDLERS
+from infrastructure.web.prometheus import prometheus_metrics
+from infrastructure.web.request_id import RequestIdMiddleware
+from read_api.admin.http import ROUTES as ADMIN_QUERIES
+from read_api.audit.http import ROUTES as AUDIT_QUERIES
+from read_api.identity.http import ROUTES as IDENTITY_QUERIES
+from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
+from read_api.scope import provide_reader
+
+ROUTES: list[ControllerRouterHandler] = [
+    HealthController,
+    *IDENTITY_COMMANDS,
+    *NOTIFICATION_COMMANDS,
+    *WEBHOOKS,
+    *IDENTITY_QUERIES,
+    *NOTIFICATION_QUERIES,
+    *AUDIT_QUERIES,
+    *ADMIN_QUERIES,
+    prometheus_metrics,
+]
+REVOCATION_SYNC_WAIT_S = 2.0
+
+VERSION = "0.1.0"
+
+
+# Opened in the lifespan and kept on the app's state under these names.
+OPENED = ("bus", "read_models", "operations", "health")
+_VERIFIER = "verifier"
+
+
+def _opened(name: str) -> Provide:
+    def provide(state: State) -> Any:
+        return state[name]
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def _verifier(settings: Settings) -> Provide:
+    """One verifier per app, built on first use: the sandbox keys live in the dev directory,
+    which an api that never receives a webhook should not have to create."""
+
+    def provide(state: State) -> WebhookVerifier:
+        verifier = state.get(_VERIFIER)
+        if not isinstance(verifier, WebhookVerifier):
+            verifier = WebhookVerifier.from_settings(settings)
+            state[_VERIFIER] = verifier
+        return verifier
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def dependencies(settings: Settings) -> dict[str, Provide]:
+    return {
+        **{name: _opened(name) for name in OPENED},
+        "caller": Provide(provide_caller, sync_to_thread=False),
+        "gate": Provide(provide_gate, sync_to_thread=False),
+        "reader": Provide(provide_reader),
+        "verifier": _verifier(settings),
+    }
+
+
+def create_app(
+    settings: Settings, extra_handlers: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_api_process(settings) as process:
+            app.state.gate = process.gate
+            for name, value in process.dependencies.items():
+                app.state[name] = value
+            # Serve only once the revocation denylist is mirrored, unless Redis is away;
+            # then /health says so and the feed catches up when it returns.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.revocations.synced.wait(), REVOCATION_SYNC_WAIT_S)
+            yield
+
+    origins = settings.cors_origin_list
+    return Litestar(
+        route_handlers=[*ROUTES, *extra_handlers],
+        lifespan=[lifespan],
+        guards=[authorize],
+        before_send=[add_security_headers, add_rate_limit_headers],
+        dependencies=dependencies(settings),
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(allow_origins=origins, allow_credentials=False) if origins else None,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Herald",
+            version=VERSION,
+            description="Event-sourced notification backend.",
+            render_plugins=[ScalarRenderPlugin()],
+            openapi_router=Router(path=DOCS_PREFIX, route_handlers=[], opt={POLICY: PUBLIC}),
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        logging_config=None,  # infrastructure.log configures logging for the whole process
+    )
+
+
+def with_request_id(app: Litestar) -> ASGIApp:
+    return RequestIdMiddleware(app)
+
+
+def from_environment() -> ASGIApp:
+    """Factory for the HTTP server's worker processes: settings were validated by the parent."""
+    settings = load_settings()
+    configure_logging(settings, role="api")
+    return with_request_id(create_app(settings))

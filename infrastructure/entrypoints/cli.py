@@ -1,0 +1,213 @@
+"""The `herald` command line: dev stack, roles, migrations and topics.
+
+Bad input ends with one line naming the value and what is wrong, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from infrastructure.entrypoints.roles import ROLES
+from infrastructure.log import configure_logging
+from infrastructure.settings import Settings, SettingsError, load_settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="herald", description="Event-sourced notification backend.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser(
+        "dev",
+        help="run everything locally; servers without a configured URL are started embedded",
+    )
+    serve = sub.add_parser("serve", help="run one role against the configured servers")
+    serve.add_argument("role", choices=sorted(ROLES), help="the role to run")
+    sub.add_parser(
+        "simulate-providers",
+        help="serve the provider simulator (SendGrid, Twilio, FCM) on HERALD_SIMULATOR_URL",
+    )
+    sub.add_parser("migrate", help="apply pending SQL migrations to HERALD_DATABASE_URL")
+    sub.add_parser("topics", help="create missing Kafka topics on HERALD_KAFKA_BOOTSTRAP")
+    relay = sub.add_parser("relay", help="manage the outbox relay's position")
+    relay_sub = relay.add_subparsers(dest="relay_command", required=True, parser_class=_Parser)
+    reset = relay_sub.add_parser(
+        "reset", help="publish again from POSITION (exclusive), e.g. after a broker lost data"
+    )
+    reset.add_argument("--from", dest="position", type=int, required=True, metavar="POSITION")
+    status = relay_sub.add_parser(
+        "status", help="the relay's position, the head of the log and the lag between them"
+    )
+    status.add_argument(
+        "--max-lag",
+        type=int,
+        default=None,
+        metavar="EVENTS",
+        help="exit 1 when more than EVENTS positions are waiting (for health checks)",
+    )
+    projections = sub.add_parser(
+        "projections", help="inspect, verify and rebuild the read-model projections"
+    )
+    projections_sub = projections.add_subparsers(
+        dest="projections_command", required=True, parser_class=_Parser
+    )
+    projections_status = projections_sub.add_parser(
+        "status", help="each projection's position, the head of the log and the lag"
+    )
+    projections_status.add_argument(
+        "--max-lag",
+        type=int,
+        default=None,
+        metavar="EVENTS",
+        help="exit 1 when any projection is more than EVENTS positions behind",
+    )
+    for command, text in (
+        (
+            "verify",
+            "replay the log into a scratch copy and compare digests with the live read models;"
+            " exit 1 on any difference",
+        ),
+        (
+            "rebuild",
+            "replay the log into shadow tables, catch up, and swap them in atomically",
+        ),
+    ):
+        projection = projections_sub.add_parser(command, help=text)
+        projection.add_argument("name", choices=["notifications"], help="the projection")
+    users = sub.add_parser("users", help="manage users directly in the event store")
+    users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    admin = users_sub.add_parser(
+        "create-admin",
+        help="register an admin; the password is read from a prompt, or from stdin when piped",
+    )
+    admin.add_argument("--email", required=True, help="the admin's email address")
+    admin.add_argument("--tenant", default="default", help="the tenant (default: %(default)s)")
+    return parser
+
+
+def _fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    print(f"herald: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+    configure_logging(settings, role=args.command if args.command != "serve" else args.role)
+    if args.command == "simulate-providers":
+        _simulate_providers(settings)
+    else:
+        _dispatch(args, settings)
+
+
+def _simulate_providers(settings: Settings) -> None:
+    from infrastructure.simulator import serve_simulator  # noqa: PLC0415
+
+    try:
+        serve_simulator(settings)
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    # Imports are local so that each command loads only what it uses.
+    from domain.errors import DomainError  # noqa: PLC0415
+    from infrastructure.devstack import EmbeddedUnavailableError  # noqa: PLC0415
+    from infrastructure.devstack.dev import (  # noqa: PLC0415
+        DevDirBusyError,
+        run_dev,
+        with_running_dev_stack,
+    )
+    from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
+    from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
+    from infrastructure.settings import MissingServerError, require_servers  # noqa: PLC0415
+
+    if args.command in {"migrate", "topics", "users", "relay", "projections"}:
+        settings = with_running_dev_stack(settings)
+    try:
+        if args.command == "dev":
+            run_dev(settings)
+        elif args.command == "serve":
+            ROLES[args.role](settings)
+        elif args.command == "migrate":
+            database_url, _, _ = require_servers(settings)
+            applied = migrate(database_url)
+            print(f"{len(applied)} migration(s) applied")
+        elif args.command == "relay":
+            _relay_command(args, settings)
+        elif args.command == "projections":
+            _projections_command(args, settings)
+        elif args.command == "users":
+            from infrastructure.entrypoints.admin_users import create_admin  # noqa: PLC0415
+
+            database_url, _, _ = require_servers(settings)
+            user_id = create_admin(settings, database_url, email=args.email, tenant=args.tenant)
+            print(f"admin {args.email} created in tenant {args.tenant} (id {user_id})")
+        elif args.command == "topics":
+            from infrastructure.kafka.topics import ensure_topics, topic_layout  # noqa: PLC0415
+
+            _, _, bootstrap = require_servers(settings)
+            created = ensure_topics(
+                bootstrap, topic_layout(settings.namespace, settings.kafka_partitions)
+            )
+            print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+    except SettingsError as exc:
+        _fail(str(exc))
+    except MissingServerError as exc:
+        _fail(f"{exc} is not set; `herald {args.command}` needs it (or use `herald dev`)")
+    except (MigrationError, DevDirBusyError, EmbeddedUnavailableError, DomainError) as exc:
+        _fail(str(exc))
+    except ChildFailedError as exc:
+        _fail(str(exc), status=EXIT_FAILURE)
+
+
+def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.eventstore.tracking import lag  # noqa: PLC0415
+    from infrastructure.relay import TRACKING_NAME, reset_position  # noqa: PLC0415
+    from infrastructure.settings import require_servers  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    if args.relay_command == "reset":
+        if args.position < 0:
+            _fail(f"--from {args.position}: a position is 0 or more")
+        reset_position(database_url, args.position)
+        print(f"the relay will publish again from position {args.position}")
+        return
+    position, head = lag(database_url, TRACKING_NAME)
+    print(f"relay position {position}, head of the log {head}, lag {head - position}")
+    if args.max_lag is not None and head - position > args.max_lag:
+        raise SystemExit(EXIT_FAILURE)
+
+
+def _projections_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.entrypoints import projections_cli  # noqa: PLC0415
+
+    if args.projections_command == "status":
+        healthy = projections_cli.status(settings, args.max_lag)
+    elif args.projections_command == "verify":
+        healthy = projections_cli.verify(settings, args.name)
+    else:
+        projections_cli.rebuild(settings, args.name)
+        healthy = True
+    if not healthy:
+        raise SystemExit(EXIT_FAILURE)
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

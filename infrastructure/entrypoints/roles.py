@@ -1,0 +1,114 @@
+"""Herald's roles: the long-running processes `herald serve ROLE` starts against configured servers.
+
+Each role is one kind of process; run as many of each as the load needs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+
+from infrastructure.log import get_logger
+from infrastructure.settings import Settings, require_servers, require_signing_key
+
+log = get_logger(__name__)
+
+
+API_APP = "infrastructure.entrypoints.app:from_environment"
+
+
+def serve_api(settings: Settings) -> None:
+    """The HTTP API: commands and queries, served by granian with HERALD_HTTP_WORKERS processes."""
+    serve_http(settings, API_APP)
+
+
+def serve_http(settings: Settings, target: str) -> None:
+    """Serve the ASGI app that factory `target` builds in each of HERALD_HTTP_WORKERS processes."""
+    from granian import Granian  # noqa: PLC0415 - only HTTP roles need the server
+    from granian.constants import Interfaces  # noqa: PLC0415
+
+    require_servers(settings)
+    require_signing_key(settings)
+    # Before any worker imports prometheus-client (infrastructure.metrics): each start gets
+    # an empty directory, so the workers' metrics add up from zero.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="herald-metrics-")
+    log.info(
+        "http listening",
+        app=target,
+        url=f"http://{settings.http_host}:{settings.http_port}",
+        workers=settings.http_workers,
+    )
+    Granian(
+        target=target,
+        factory=True,
+        address=settings.http_host,
+        port=settings.http_port,
+        interface=Interfaces.ASGI,
+        workers=settings.http_workers,
+        log_enabled=False,  # the workers log through structlog, with request ids
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+    ).serve()
+
+
+def serve_relay(settings: Settings) -> None:
+    """The outbox relay: event store to Kafka, until SIGTERM or SIGINT."""
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from infrastructure.relay import Relay  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def serve_projector(settings: Settings) -> None:
+    """The projections: Kafka (and the event store behind it) to read models, until stopped."""
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from projections.notifications.projector import NotificationsProjector  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    projector = NotificationsProjector(
+        settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
+    )
+    projector.run(stop)
+
+
+def serve_dispatcher(settings: Settings) -> None:
+    """Delivery, until stopped: the dispatch-queue projection (a consumer thread) keeps the
+    queue, and the dispatcher's workers take due rows to provider calls."""
+    from commands.dispatch.dispatcher import Dispatcher  # noqa: PLC0415
+    from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from infrastructure.providers.registry import build_providers  # noqa: PLC0415
+    from projections.dispatch_queue.consumer import DispatchQueueProjection  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    codec = catalog.codec()
+    dispatcher = Dispatcher(settings, codec, build_providers(settings))
+    queue = DispatchQueueProjection(settings, codec, on_due=dispatcher.wake)
+    consumer = threading.Thread(target=queue.run, args=(stop,), name="dispatch-queue")
+    consumer.start()
+    try:
+        dispatcher.run(stop)
+    finally:
+        stop.set()
+        consumer.join()
+
+
+ROLES: dict[str, Callable[[Settings], None]] = {
+    "api": serve_api,
+    "relay": serve_relay,
+    "projector": serve_projector,
+    "dispatcher": serve_dispatcher,
+}

@@ -1,0 +1,171 @@
+"""How a stored event travels through Kafka: written by the relay, read by every consumer.
+
+A message's key is the notification id, so one notification's events stay in one
+partition, in order. Its value is the event's stored msgpack, unchanged. Its headers:
+`event_type`, `schema_version`, `position` (in the global log: the key consumers
+deduplicate by), `event_id` (`stream:version`), `tenant`, and `correlation_id` and
+`traceparent` when the event has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from domain.events import DomainEvent
+from infrastructure.eventstore.codec import EventCodec
+from infrastructure.log import get_logger
+
+log = get_logger(__name__)
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,  # no duplicates from the producer's own retries
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+        "log_level": 3,
+        # Report failures only: a Python callback per acknowledged message costs more
+        # than producing it. Success is known from flush() returning with nothing left.
+        "delivery.report.only.error": True,
+        # Give up on a message after this long, so an unreachable broker surfaces as a
+        # failed batch the caller can handle, instead of an endless wait.
+        "message.timeout.ms": 8000,
+    }
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        # Short group timeouts: the first assignment takes seconds instead of half a minute.
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "max.poll.interval.ms": 10000,
+        "fetch.wait.max.ms": 20,  # latency from the relay's produce to the read model
+        "log_level": 3,
+    }
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    """The fields of any notification event that become headers; the rest is skipped."""
+
+    tenant_id: str
+    correlation_id: str | None = None
+    traceparent: str | None = None
+
+
+_envelope = msgspec.msgpack.Decoder(_Envelope)
+
+
+def outgoing(
+    position: int, stream_id: UUID | str, version: int, topic: str, state: bytes
+) -> tuple[str, bytes, Headers]:
+    """The key, value and headers of the message for one stored event."""
+    event = _envelope.decode(state)
+    name, _, schema = topic.partition("@")
+    key = str(stream_id if isinstance(stream_id, UUID) else UUID(stream_id))
+    headers: Headers = [
+        ("event_type", name),
+        ("schema_version", schema),
+        ("position", str(position)),
+        ("event_id", f"{key}:{version}"),
+        ("tenant", event.tenant_id),
+    ]
+    if event.correlation_id:
+        headers.append(("correlation_id", event.correlation_id))
+    if event.traceparent:
+        headers.append(("traceparent", event.traceparent))
+    return key, bytes(state), headers
+
+
+def header_values(message: Message) -> dict[str, str]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        name: value.decode() if isinstance(value, bytes) else str(value)
+        for name, value in pairs
+        if value is not None
+    }
+
+
+def header_position(message: Message) -> int:
+    """The log position a message carries; 0 when it carries none."""
+    return int(header_values(message).get("position", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """An event as the relay published it, with its place in its stream and in the log."""
+
+    name: str  # the event type
+    stream_id: UUID
+    version: int
+    position: int
+    event: DomainEvent
+
+
+def decode_published(message: Message, codec: EventCodec) -> Published | None:
+    """The event a consumed message carries; None for a broker error (logged unless it only
+    marks the end of a partition) or a message without a value, which the relay never sends."""
+    error = message.error()
+    if error is not None:
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka consumer error", error=str(error))
+        return None
+    value = message.value()
+    if value is None:
+        log.warning("kafka message without a value skipped", offset=message.offset())
+        return None
+    headers = header_values(message)
+    name = headers["event_type"]
+    stream, _, version = headers["event_id"].rpartition(":")
+    event = codec.decode(f"{name}@{headers['schema_version']}", value)
+    return Published(name, UUID(stream), int(version), int(headers["position"]), event)
+
+
+def next_batch(consumer: Consumer, most: int, timeout: float) -> list[Message]:
+    """The messages already fetched, up to `most`, waiting at most `timeout` for the first.
+
+    `Consumer.consume(most, timeout)` waits until it has `most` messages or the timeout has
+    passed, so at a low rate every message would wait out the timeout; this returns as soon
+    as there is anything to work on.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, timeout=0)]
+
+
+def broker_position(bootstrap: str, topic: str) -> int | None:
+    """The highest position header on the broker's topic; 0 when empty, None when missing."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "herald-relay-probe", "log_level": 3}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return None
+        newest = 0
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, high - 1)])
+            message = consumer.poll(10)
+            if message is not None and message.error() is None:
+                newest = max(newest, header_position(message))
+        return newest
+    finally:
+        consumer.close()
