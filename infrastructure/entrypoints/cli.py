@@ -12,7 +12,13 @@ from typing import NoReturn
 
 from infrastructure.entrypoints.roles import ROLES
 from infrastructure.log import configure_logging
-from infrastructure.settings import Settings, SettingsError, load_settings
+from infrastructure.settings import (
+    MissingServerError,
+    Settings,
+    SettingsError,
+    load_settings,
+    require_servers,
+)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -132,7 +138,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     )
     from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
     from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
-    from infrastructure.settings import MissingServerError, require_servers  # noqa: PLC0415
 
     if args.command in {"migrate", "topics", "users", "relay", "projections"}:
         settings = with_running_dev_stack(settings)
@@ -174,20 +179,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
-    from infrastructure.eventstore.tracking import lag  # noqa: PLC0415
-    from infrastructure.relay import TRACKING_NAME, reset_position  # noqa: PLC0415
-    from infrastructure.settings import require_servers  # noqa: PLC0415
+    from infrastructure.entrypoints import relay_cli  # noqa: PLC0415
 
-    database_url, _, _ = require_servers(settings)
+    require_servers(settings)
     if args.relay_command == "reset":
         if args.position < 0:
             _fail(f"--from {args.position}: a position is 0 or more")
-        reset_position(database_url, args.position)
-        print(f"the relay will publish again from position {args.position}")
+        relay_cli.reset(settings, args.position)
         return
-    position, head = lag(database_url, TRACKING_NAME)
-    print(f"relay position {position}, head of the log {head}, lag {head - position}")
-    if args.max_lag is not None and head - position > args.max_lag:
+    if not relay_cli.status(settings, args.max_lag):
         raise SystemExit(EXIT_FAILURE)
 
 

@@ -38,13 +38,43 @@ def test_the_tree_passes(command: tuple[str, ...]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_import_contracts_can_fail(tmp_path: Path) -> None:
-    """A read_api module importing commands breaks the independence contract."""
-    offender = ROOT / "read_api" / "_contract_probe.py"
-    offender.write_text('"""Probe."""\n\nimport commands  # noqa: F401\n')
+@pytest.mark.parametrize(
+    ("contract", "probe", "imports"),
+    [
+        ("independent-sides", "read_api/_contract_probe.py", "commands"),
+        ("composition-root", "infrastructure/web/_contract_probe.py", "read_api"),
+        ("composition-root", "infrastructure/eventstore/_contract_probe.py", "projections"),
+        (
+            "infrastructure-floors",
+            "infrastructure/settings/_contract_probe.py",
+            "infrastructure.web",
+        ),
+        (
+            "infrastructure-floors",
+            "infrastructure/web/_contract_probe.py",
+            "infrastructure.entrypoints",
+        ),
+        ("pure-domain", "domain/_contract_probe.py", "infrastructure"),
+    ],
+    ids=[
+        "read_api-imports-commands",
+        "web-imports-read_api",
+        "eventstore-imports-projections",
+        "settings-imports-web",
+        "web-imports-the-composition-root",
+        "domain-imports-infrastructure",
+    ],
+)
+def test_each_import_contract_can_fail(contract: str, probe: str, imports: str) -> None:
+    """A module that breaks the contract makes lint-imports fail, naming that contract."""
+    offender = ROOT / probe
+    offender.write_text(f'"""Probe."""\n\nimport {imports}  # noqa: F401\n')
     try:
-        result = _run("lint-imports")
+        whole = _run("lint-imports")
+        alone = _run("lint-imports", "--contract", contract)
     finally:
         offender.unlink()
-    assert result.returncode != 0
-    assert "BROKEN" in result.stdout
+    assert whole.returncode != 0
+    assert alone.returncode != 0, alone.stdout
+    assert "BROKEN" in alone.stdout
+    assert "1 broken" in alone.stdout
