@@ -29,8 +29,7 @@ from commands.identity.sessions import LogIn, LogOut, Refresh, TokenPair
 from domain.identity.roles import Role
 from domain.identity.user import User
 from infrastructure.auth.guard import ANY_ROLE, PUBLIC, AccessGate, allow, client_ip
-from infrastructure.auth.principal import Principal
-from infrastructure.messagebus import MessageBus
+from infrastructure.web.commands import Commands
 
 
 class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -104,12 +103,14 @@ class AuthCommands(Controller):
         data: JSONBody[LoginRequest],
         request: Request[Any, Any, Any],
         gate: NamedDependency[AccessGate],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> TokenPair:
         await gate.limit(f"login:ip:{client_ip(request)}", gate.login)
         email = data.email.strip().lower()
         await gate.limit(f"login:account:{data.tenant}:{email}", gate.login)
-        return await bus.handle(LogIn(tenant_id=data.tenant, email=email, password=data.password))
+        return await commands.handle(
+            LogIn(tenant_id=data.tenant, email=email, password=data.password)
+        )
 
     @post(
         "/refresh",
@@ -119,9 +120,9 @@ class AuthCommands(Controller):
         summary="Exchange a refresh token for a new pair; each refresh token works once.",
     )
     async def refresh(
-        self, data: JSONBody[RefreshRequest], bus: NamedDependency[MessageBus]
+        self, data: JSONBody[RefreshRequest], commands: NamedDependency[Commands]
     ) -> TokenPair:
-        return await bus.handle(Refresh(refresh_token=data.refresh_token))
+        return await commands.handle(Refresh(refresh_token=data.refresh_token))
 
     @post(
         "/logout",
@@ -130,10 +131,9 @@ class AuthCommands(Controller):
         operation_id="logout",
         summary="Revoke the access token used and every refresh token of its login.",
     )
-    async def logout(
-        self, caller: NamedDependency[Principal], bus: NamedDependency[MessageBus]
-    ) -> None:
-        await bus.handle(LogOut(caller=caller))
+    async def logout(self, commands: NamedDependency[Commands]) -> None:
+        caller = commands.caller
+        await commands.handle(LogOut(caller=caller))
 
     @post(
         "/register",
@@ -143,10 +143,10 @@ class AuthCommands(Controller):
         summary="Create an account with the `user` role in a tenant.",
     )
     async def register(
-        self, data: JSONBody[RegisterRequest], bus: NamedDependency[MessageBus]
+        self, data: JSONBody[RegisterRequest], commands: NamedDependency[Commands]
     ) -> UserAccount:
         command = RegisterUser(tenant_id=data.tenant, email=data.email, password=data.password)
-        return _account(await bus.handle(command))
+        return _account(await commands.handle(command))
 
     @post(
         "/password",
@@ -158,9 +158,9 @@ class AuthCommands(Controller):
     async def change_password(
         self,
         data: JSONBody[PasswordChangeRequest],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> None:
+        caller = commands.caller
         if caller.kind != "user":
             raise PermissionDeniedException("API keys have no password")
         command = ChangePassword(
@@ -169,7 +169,7 @@ class AuthCommands(Controller):
             current_password=data.current_password,
             new_password=data.new_password,
         )
-        await bus.handle(command)
+        await commands.handle(command)
 
 
 class UserAdminController(Controller):
@@ -187,16 +187,16 @@ class UserAdminController(Controller):
         self,
         user_id: FromPath[UUID],
         data: JSONBody[DisableRequest],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> UserAccount:
+        caller = commands.caller
         command = DisableUser(
             tenant_id=caller.tenant_id,
             user_id=user_id,
             reason=data.reason,
             disabled_by=caller.subject,
         )
-        return _account(await bus.handle(command))
+        return _account(await commands.handle(command))
 
 
 class UserRolesController(Controller):
@@ -213,13 +213,13 @@ class UserRolesController(Controller):
         self,
         user_id: FromPath[UUID],
         data: JSONBody[RoleRequest],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> UserAccount:
+        caller = commands.caller
         command = GrantRole(
             tenant_id=caller.tenant_id, user_id=user_id, role=data.role, granted_by=caller.subject
         )
-        return _account(await bus.handle(command))
+        return _account(await commands.handle(command))
 
     @delete(
         "/{role:str}",
@@ -232,13 +232,13 @@ class UserRolesController(Controller):
         self,
         user_id: FromPath[UUID],
         role: FromPath[Role],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> UserAccount:
+        caller = commands.caller
         command = RevokeRole(
             tenant_id=caller.tenant_id, user_id=user_id, role=role, revoked_by=caller.subject
         )
-        return _account(await bus.handle(command))
+        return _account(await commands.handle(command))
 
 
 class ApiKeyCommandsController(Controller):
@@ -254,13 +254,13 @@ class ApiKeyCommandsController(Controller):
     async def issue(
         self,
         data: JSONBody[ApiKeyRequest],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> IssuedApiKey:
+        caller = commands.caller
         command = IssueApiKey(
             tenant_id=caller.tenant_id, name=data.name, role=data.role, issued_by=caller.subject
         )
-        key, presented = await bus.handle(command)
+        key, presented = await commands.handle(command)
         return IssuedApiKey(key.id, key.tenant_id, key.name, key.role, presented)
 
     @delete(
@@ -273,11 +273,11 @@ class ApiKeyCommandsController(Controller):
     async def revoke(
         self,
         key_id: FromPath[UUID],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> None:
+        caller = commands.caller
         command = RevokeApiKey(tenant_id=caller.tenant_id, key_id=key_id, revoked_by=caller.subject)
-        await bus.handle(command)
+        await commands.handle(command)
 
 
 ROUTES = [AuthCommands, UserAdminController, UserRolesController, ApiKeyCommandsController]

@@ -35,7 +35,7 @@ from domain.notifications.values import Channel, Content, Priority
 from infrastructure.auth.guard import allow
 from infrastructure.auth.principal import Principal
 from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint
-from infrastructure.messagebus import MessageBus
+from infrastructure.web.commands import Commands
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
 OPERATORS = allow(Role.ADMIN, Role.OPERATOR)
@@ -173,13 +173,13 @@ class NotificationCommands(Controller):
         self,
         data: JSONBody[NotificationRequest],
         request: Request[Any, Any, Any],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> Response[bytes]:
+        caller = commands.caller
         key = _idempotency_key(request)
         idempotency = _idempotent(request, caller, key, lambda: _encode(data))
         command = _command(data, caller, request.headers.get("x-request-id"), key)
-        recorded = await bus.handle(
+        recorded = await commands.handle(
             RequestNotifications(
                 requests=[command], render=_one, status_code=ACCEPTED, idempotency=idempotency
             )
@@ -202,9 +202,9 @@ class NotificationCommands(Controller):
     async def request_batch(
         self,
         request: Request[Any, Any, Any],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> Response[bytes]:
+        caller = commands.caller
         key = _idempotency_key(request)
         items = _decode_batch(await request.body())
         idempotency = _idempotent(request, caller, key, lambda: _encode(items))
@@ -217,7 +217,7 @@ class NotificationCommands(Controller):
             idempotency=idempotency,
         )
         try:
-            recorded = await bus.handle(command)
+            recorded = await commands.handle(command)
         except BatchInvalidError as exc:
             raise ValidationException(
                 "invalid batch items",
@@ -236,10 +236,10 @@ class NotificationCommands(Controller):
         self,
         notification_id: FromPath[UUID],
         request: Request[Any, Any, Any],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
         data: JSONBody[CancelRequest | None] = None,
     ) -> AcceptedView:
+        caller = commands.caller
         command = CancelNotification(
             tenant_id=caller.tenant_id,
             notification_id=notification_id,
@@ -247,7 +247,7 @@ class NotificationCommands(Controller):
             reason=data.reason if data else None,
             correlation_id=request.headers.get("x-request-id"),
         )
-        return _view(await bus.handle(command))
+        return _view(await commands.handle(command))
 
 
 class AdminNotificationCommands(Controller):
@@ -264,15 +264,15 @@ class AdminNotificationCommands(Controller):
     async def retry(
         self,
         notification_id: FromPath[UUID],
-        caller: NamedDependency[Principal],
-        bus: NamedDependency[MessageBus],
+        commands: NamedDependency[Commands],
     ) -> AcceptedView:
+        caller = commands.caller
         command = RetryNotification(
             tenant_id=caller.tenant_id,
             notification_id=notification_id,
             requested_by=caller.subject,
         )
-        return _view(await bus.handle(command))
+        return _view(await commands.handle(command))
 
 
 def _view(accepted: Accepted) -> AcceptedView:

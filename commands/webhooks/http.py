@@ -11,6 +11,7 @@ Retry-After, so the provider sends it again once Sent is recorded.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,12 +33,12 @@ from domain.errors import NotFoundError
 from infrastructure.auth.guard import WEBHOOK
 from infrastructure.eventstore.store import ConcurrencyError
 from infrastructure.log import get_logger
-from infrastructure.messagebus import MessageBus
 from infrastructure.providers.webhook_signatures import (
     BadSignatureError,
     UnsignedError,
     WebhookVerifier,
 )
+from infrastructure.web.commands import Commands
 
 log = get_logger(__name__)
 
@@ -51,6 +52,14 @@ class Verdict(enum.Enum):
     RECORDED = "recorded"
     IGNORED = "ignored"  # not an outcome, stale, already known, or for nothing we know
     RETRY = "retry"  # the provider must send it again
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The `intake` dependency: the signatures to check, and the bus to record reports."""
+
+    verifier: WebhookVerifier
+    commands: Commands
 
 
 class WebhookReceipt(msgspec.Struct, frozen=True):
@@ -75,16 +84,15 @@ class ProviderWebhooks(Controller):
     async def sendgrid(
         self,
         request: Request[Any, Any, Any],
-        bus: NamedDependency[MessageBus],
-        verifier: NamedDependency[WebhookVerifier],
+        intake: NamedDependency[Intake],
     ) -> WebhookReceipt:
         body = await request.body()
         try:
-            verifier.verify_sendgrid(body, request.headers)
+            intake.verifier.verify_sendgrid(body, request.headers)
         except (UnsignedError, BadSignatureError) as exc:
             raise _refusal(exc, "sendgrid") from None
         items = _sendgrid_items(body)
-        verdicts = [await _handle(item, "sendgrid", bus) for item in items]
+        verdicts = [await _handle(item, "sendgrid", intake.commands) for item in items]
         return _receipt(verdicts)
 
     @post(
@@ -100,19 +108,18 @@ class ProviderWebhooks(Controller):
     async def twilio(
         self,
         request: Request[Any, Any, Any],
-        bus: NamedDependency[MessageBus],
-        verifier: NamedDependency[WebhookVerifier],
+        intake: NamedDependency[Intake],
     ) -> WebhookReceipt:
         # Percent-encoded form data is ASCII; parse_qsl decodes its escapes as UTF-8.
         fields = parse_qsl((await request.body()).decode("latin-1"), keep_blank_values=True)
         query = request.scope["query_string"].decode("latin-1")
         path_and_query = request.url.path + (f"?{query}" if query else "")
         try:
-            verifier.verify_twilio(path_and_query, fields, request.headers)
+            intake.verifier.verify_twilio(path_and_query, fields, request.headers)
         except (UnsignedError, BadSignatureError) as exc:
             raise _refusal(exc, "twilio") from None
         item = _twilio_item(dict(parse_qsl(query)), dict(fields))
-        return _receipt([await _handle(item, "twilio", bus)])
+        return _receipt([await _handle(item, "twilio", intake.commands)])
 
     @post(
         "/push-receipts",
@@ -128,14 +135,13 @@ class ProviderWebhooks(Controller):
     async def push_receipt(
         self,
         data: JSONBody[reports.PushReceipt],
-        bus: NamedDependency[MessageBus],
-        verifier: NamedDependency[WebhookVerifier],
+        intake: NamedDependency[Intake],
     ) -> WebhookReceipt:
         try:
-            verifier.verify_push_receipt(data.notification_id, data.attempt, data.receipt)
+            intake.verifier.verify_push_receipt(data.notification_id, data.attempt, data.receipt)
         except BadSignatureError as exc:
             raise _refusal(exc, "push") from None
-        return _receipt([await _handle(reports.from_push_receipt(data), "push", bus)])
+        return _receipt([await _handle(reports.from_push_receipt(data), "push", intake.commands)])
 
 
 def _refusal(exc: Exception, provider: str) -> NotAuthorizedException | PermissionDeniedException:
@@ -173,16 +179,16 @@ def _twilio_item(
 
 
 async def _handle(
-    item: Report | UnaddressedReportError | None, provider: str, bus: MessageBus
+    item: Report | UnaddressedReportError | None, provider: str, commands: Commands
 ) -> Verdict:
     if isinstance(item, Report):
-        return await _record(item, provider, bus)
+        return await _record(item, provider, commands)
     if item is not None:
         log.info("webhook report names no notification", provider=provider, reason=str(item))
     return Verdict.IGNORED
 
 
-async def _record(item: Report, provider: str, bus: MessageBus) -> Verdict:
+async def _record(item: Report, provider: str, commands: Commands) -> Verdict:
     context = {
         "provider": provider,
         "notification_id": str(item.notification_id),
@@ -192,7 +198,7 @@ async def _record(item: Report, provider: str, bus: MessageBus) -> Verdict:
         "claimed_tenant": item.claimed_tenant,
     }
     try:
-        accepted = await bus.handle(RecordProviderReport(report=item))
+        accepted = await commands.handle(RecordProviderReport(report=item))
     except NotFoundError:
         log.info("webhook report for an unknown notification", **context)
         return Verdict.IGNORED

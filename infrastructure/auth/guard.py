@@ -201,18 +201,11 @@ async def _limit_uncredentialed(
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The authenticated caller of a route whose policy requires roles.
-
-    Routes receive it as the `caller` dependency (see `provide_caller`)."""
+    """The authenticated caller of a route whose policy requires roles."""
     principal = connection.scope["state"].get(_PRINCIPAL)
     if not isinstance(principal, Principal):
         raise NotAuthorizedException("credentials are required", headers=CHALLENGE)
     return principal
-
-
-def provide_caller(request: Request[Any, Any, Any]) -> Principal:
-    """The `caller` dependency: who is calling, as the guard authenticated them."""
-    return current_principal(request)
 
 
 def provide_gate(request: Request[Any, Any, Any]) -> AccessGate:

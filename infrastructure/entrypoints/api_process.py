@@ -37,9 +37,10 @@ from infrastructure.rate_limit import RateLimiter
 from infrastructure.redis_batch import StatusReader
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, require_servers, require_signing_key
+from infrastructure.web.commands import BUS
 from infrastructure.web.health import HealthChecks, kafka_probe, postgres_probe, redis_probe
 from read_api.admin.http import Operations
-from read_api.scope import ReadModels
+from read_api.viewing import READ_MODELS, ReadModels
 
 COMMAND_HANDLERS = {
     **IDENTITY_HANDLERS,
@@ -53,7 +54,7 @@ COMMAND_HANDLERS = {
 class ApiProcess:
     gate: AccessGate  # the guard's: authentication and rate limits
     revocations: Revocations  # the denylist mirror, synced before the api serves
-    dependencies: dict[str, Any]  # by the name routes ask for them
+    dependencies: dict[str, Any]  # kept on the app state, by name, for the providers
 
 
 @asynccontextmanager
@@ -122,8 +123,8 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
             gate=gate,
             revocations=revocations,
             dependencies={
-                "bus": bus,
-                "read_models": read_models,
+                BUS: bus,
+                READ_MODELS: read_models,
                 "operations": operations,
                 "health": health,
             },

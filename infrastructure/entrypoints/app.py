@@ -1,7 +1,7 @@
 """The litestar application factory and its route list: the api role's HTTP app.
 
-Routes ask for their collaborators by name (`bus`, `reader`, `caller`, ...); this module
-provides each name once, from what `open_api_process` opened in the lifespan.
+Routes ask for their collaborators by name (`commands`, `reader`, `viewer`, ...); this
+module provides each name once, from what `open_api_process` opened in the lifespan.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -24,18 +24,19 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
 from commands.webhooks.http import ROUTES as WEBHOOKS
+from commands.webhooks.http import Intake
 from infrastructure.auth.guard import (
     POLICY,
     PUBLIC,
     add_rate_limit_headers,
     authorize,
-    provide_caller,
     provide_gate,
 )
 from infrastructure.entrypoints.api_process import open_api_process
 from infrastructure.log import configure_logging
 from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
+from infrastructure.web.commands import provide_commands
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
@@ -45,7 +46,7 @@ from read_api.admin.http import ROUTES as ADMIN_QUERIES
 from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
-from read_api.scope import provide_reader
+from read_api.viewing import provide_reader, provide_viewer
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController,
@@ -63,8 +64,9 @@ REVOCATION_SYNC_WAIT_S = 2.0
 VERSION = "0.1.0"
 
 
-# Opened in the lifespan and kept on the app's state under these names.
-OPENED = ("bus", "read_models", "operations", "health")
+# Opened in the lifespan and kept on the app's state under these names; `bus` and
+# `read_models` reach routes inside `commands`, `reader` and `viewer`.
+OPENED = ("operations", "health")
 _VERIFIER = "verifier"
 
 
@@ -75,27 +77,32 @@ def _opened(name: str) -> Provide:
     return Provide(provide, sync_to_thread=False)
 
 
-def _verifier(settings: Settings) -> Provide:
-    """One verifier per app, built on first use: the sandbox keys live in the dev directory,
-    which an api that never receives a webhook should not have to create."""
+def _intake(settings: Settings) -> Provide:
+    """The webhooks' dependency. Its verifier is built on first use, once per app: the
+    sandbox keys live in the dev directory, which an api that never receives a webhook
+    should not have to create."""
 
-    def provide(state: State) -> WebhookVerifier:
+    def provide(request: Request[Any, Any, Any]) -> Intake:
+        state = request.app.state
         verifier = state.get(_VERIFIER)
         if not isinstance(verifier, WebhookVerifier):
             verifier = WebhookVerifier.from_settings(settings)
             state[_VERIFIER] = verifier
-        return verifier
+        return Intake(verifier, provide_commands(request))
 
     return Provide(provide, sync_to_thread=False)
 
 
 def dependencies(settings: Settings) -> dict[str, Provide]:
+    """Each name a route may ask for. A route asks for one where it can: litestar resolves
+    several dependencies of one handler in a task group, at a cost a hot route notices."""
     return {
         **{name: _opened(name) for name in OPENED},
-        "caller": Provide(provide_caller, sync_to_thread=False),
-        "gate": Provide(provide_gate, sync_to_thread=False),
+        "commands": Provide(provide_commands, sync_to_thread=False),
         "reader": Provide(provide_reader),
-        "verifier": _verifier(settings),
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "gate": Provide(provide_gate, sync_to_thread=False),
+        "intake": _intake(settings),
     }
 
 

@@ -26,7 +26,7 @@ from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notific
 from infrastructure.metrics import cache_counts
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from read_api.notifications.http import list_notifications
-from read_api.scope import Reader, ReadModels
+from read_api.viewing import Reader, ReadModels, Viewer
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
 
@@ -194,7 +194,7 @@ async def _positions(models: ReadModels) -> tuple[int, dict[str, int]]:
     summary="Kafka partitions, end offsets and consumer lag; relay and projection lag.",
 )
 async def queue_stats(
-    operations: NamedDependency[Operations], read_models: NamedDependency[ReadModels]
+    operations: NamedDependency[Operations], viewer: NamedDependency[Viewer]
 ) -> QueueStats:
     topic = notifications_topic(operations.namespace)
     group = consumer_group(operations.namespace, PROJECTOR_GROUP)
@@ -202,7 +202,7 @@ async def queue_stats(
     partitions = (
         await asyncio.to_thread(_partition_stats, bootstrap, topic, group) if bootstrap else []
     )
-    head, positions = await _positions(read_models)
+    head, positions = await _positions(viewer.models)
     followers = [Follower(name, p, max(0, head - p)) for name, p in sorted(positions.items())]
     return QueueStats(
         topic=topic, consumer_group=group, partitions=partitions, log_head=head, followers=followers

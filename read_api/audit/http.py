@@ -21,10 +21,9 @@ from litestar.params import FromPath, QueryParameter
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
-from infrastructure.auth.principal import Principal
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
-from read_api.scope import Reader, ReadModels
+from read_api.viewing import Reader, Viewer
 
 AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 
@@ -54,11 +53,10 @@ class History(msgspec.Struct, frozen=True):
 )
 async def notification_history(
     notification_id: FromPath[UUID],
-    caller: NamedDependency[Principal],
-    read_models: NamedDependency[ReadModels],
+    viewer: NamedDependency[Viewer],
 ) -> History:
-    tenant = caller.tenant_id
-    async with read_models.db.connection() as conn:
+    tenant = viewer.tenant
+    async with viewer.models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 f"SELECT notification_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608
@@ -66,7 +64,7 @@ async def notification_history(
                 (notification_id,),
             )
         ).fetchall()
-    events = [history_event(read_models.codec, *row) for row in rows]
+    events = [history_event(viewer.models.codec, *row) for row in rows]
     if not events or events[0].data.get("tenant_id") != tenant:
         raise NotFoundException(f"notification {notification_id} does not exist")
     return History(id=notification_id, events=events)

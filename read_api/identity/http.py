@@ -13,9 +13,8 @@ from litestar.exceptions import NotFoundException
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import ANY_ROLE, allow
-from infrastructure.auth.principal import Principal
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
-from read_api.scope import ReadModels
+from read_api.viewing import ReadModels, Viewer
 
 
 class UserView(msgspec.Struct, frozen=True):
@@ -99,13 +98,13 @@ def _created_and_id(row: tuple[Any, ...]) -> tuple[datetime, UUID]:
     operation_id="getMe",
     summary="Who the credentials belong to.",
 )
-async def me(caller: NamedDependency[Principal], read_models: NamedDependency[ReadModels]) -> Me:
-    principal = caller
+async def me(viewer: NamedDependency[Viewer]) -> Me:
+    principal = viewer.caller
     table, columns, id_column = (
         ("users", _USER, "user_id") if principal.kind == "user" else ("api_keys", _KEY, "key_id")
     )
     sql = f"SELECT {columns} FROM {table} WHERE {id_column} = %s AND tenant_id = %s"  # noqa: S608
-    async with read_models.db.connection() as conn:
+    async with viewer.models.db.connection() as conn:
         cursor = await conn.execute(sql, (UUID(principal.subject), principal.tenant_id))
         row = await cursor.fetchone()
     if row is None:
@@ -123,17 +122,16 @@ async def me(caller: NamedDependency[Principal], read_models: NamedDependency[Re
     summary="Users of your tenant, oldest first, a page at a time.",
 )
 async def list_users(
-    caller: NamedDependency[Principal],
-    read_models: NamedDependency[ReadModels],
+    viewer: NamedDependency[Viewer],
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> UserPage:
     rows = await _page(
-        read_models,
+        viewer.models,
         "users",
         columns=_USER,
         id_column="user_id",
-        tenant=caller.tenant_id,
+        tenant=viewer.tenant,
         limit=limit,
         cursor=cursor,
     )
@@ -149,17 +147,16 @@ async def list_users(
     summary="API keys of your tenant (never their secrets), a page at a time.",
 )
 async def list_api_keys(
-    caller: NamedDependency[Principal],
-    read_models: NamedDependency[ReadModels],
+    viewer: NamedDependency[Viewer],
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> ApiKeyPage:
     rows = await _page(
-        read_models,
+        viewer.models,
         "api_keys",
         columns=_KEY,
         id_column="key_id",
-        tenant=caller.tenant_id,
+        tenant=viewer.tenant,
         limit=limit,
         cursor=cursor,
     )

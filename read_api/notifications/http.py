@@ -31,7 +31,7 @@ from infrastructure.auth.principal import Principal
 from infrastructure.metrics import LIST_CACHE, READ_CACHE
 from infrastructure.redis_keys import RECENT_KEPT
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
-from read_api.scope import Reader, ReadModels
+from read_api.viewing import Reader, ReadModels, Viewer
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
 
@@ -187,7 +187,6 @@ async def list_notifications(
     "Paged as GET /notifications, newest first unless `sort=created`.",
 )
 async def my_notifications(
-    caller: NamedDependency[Principal],
     reader: NamedDependency[Reader],
     *,
     status: FromQuery[Status | None] = None,
@@ -195,6 +194,7 @@ async def my_notifications(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> NotificationPage:
+    caller = reader.caller
     if caller.kind != "user":
         raise PermissionDeniedException("API keys have no address of their own")
     email = await _login_email(reader.models, caller)
@@ -320,17 +320,15 @@ class Inbox(msgspec.Struct, frozen=True):
 )
 async def recipient_inbox(
     recipient: FromPath[str],
-    caller: NamedDependency[Principal],
-    read_models: NamedDependency[ReadModels],
+    viewer: NamedDependency[Viewer],
     limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
 ) -> Inbox:
-    tenant = caller.tenant_id
-    keys = read_models.keys
-    pipe = read_models.redis.pipeline(transaction=False)
+    tenant, keys = viewer.tenant, viewer.models.keys
+    pipe = viewer.models.redis.pipeline(transaction=False)
     pipe.zrevrange(keys.recent(tenant, recipient), 0, limit - 1)
     pipe.hget(keys.unread(tenant), recipient)
     ids, unread = await pipe.execute()
-    pipe = read_models.redis.pipeline(transaction=False)
+    pipe = viewer.models.redis.pipeline(transaction=False)
     for notification_id in ids:
         pipe.hgetall(keys.status(notification_id.decode()))
     hashes = await pipe.execute() if ids else []

@@ -1,8 +1,8 @@
 """What every read route stands on: the read models, and the caller's view of them.
 
-`ReadModels` holds the stores the projections write. A route reading projected models
-takes a `Reader`: the caller's tenant, after the read models have reached whatever position
-the request asked for.
+`ReadModels` holds the stores the projections write. A route takes a `Viewer` (the caller
+and the read models) or, when it reads projected models, a `Reader`: a viewer after the
+read models have reached whatever position the request asked for.
 
 Read-your-writes: command responses carry the position of what they appended. A read
 sending it as `min_position` (query parameter) or `Min-Position` (header) waits, up to
@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from litestar.di import NamedDependency
+from litestar import Request
 from litestar.exceptions import ServiceUnavailableException
 from litestar.params import HeaderParameter, QueryParameter
 from psycopg_pool import AsyncConnectionPool
 
+from infrastructure.auth.guard import current_principal
 from infrastructure.auth.principal import Principal
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION
@@ -48,6 +49,9 @@ MinPositionHeader = Annotated[
 ]
 
 
+READ_MODELS = "read_models"  # where the app's state keeps them
+
+
 @dataclass(frozen=True)
 class ReadModels:
     db: AsyncConnectionPool  # the SQL read models, and the event store for auditors
@@ -59,11 +63,22 @@ class ReadModels:
 
 
 @dataclass(frozen=True)
-class Reader:
-    """One read: the caller's tenant and the read models, caught up as the request asked."""
+class Viewer:
+    """The `viewer` dependency: who reads, within their tenant, and the read models."""
 
-    tenant: str
+    caller: Principal
     models: ReadModels
+
+    @property
+    def tenant(self) -> str:
+        return self.caller.tenant_id
+
+
+@dataclass(frozen=True)
+class Reader(Viewer):
+    """The `reader` dependency: a viewer whose read models have reached the position the
+    request asked for (`min_position` or `Min-Position`)."""
+
     wanted: int  # the position the request asked for; 0 when none
     reached: int | None  # the projection's position seen while waiting; None: not read
 
@@ -74,16 +89,26 @@ class Reader:
         return await projection_position(self.models)
 
 
+# The providers read the app's state and the guard's principal themselves rather than
+# depend on other dependencies: litestar resolves several dependencies of one level in a
+# task group, which costs more than the rest of a small read does.
+
+
+def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
+    models: ReadModels = request.app.state[READ_MODELS]
+    return Viewer(current_principal(request), models)
+
+
 async def provide_reader(
-    caller: NamedDependency[Principal],
-    read_models: NamedDependency[ReadModels],
+    request: Request[Any, Any, Any],
     min_position: MinPosition = None,
     min_position_header: MinPositionHeader = None,
 ) -> Reader:
-    """The `reader` dependency: reads nothing when no position was asked for."""
+    """Reads nothing when no position was asked for."""
+    models: ReadModels = request.app.state[READ_MODELS]
     wanted = max((w for w in (min_position, min_position_header) if w is not None), default=None)
-    reached = None if wanted is None else await _wait_for(read_models, wanted)
-    return Reader(caller.tenant_id, read_models, wanted or 0, reached)
+    reached = None if wanted is None else await _wait_for(models, wanted)
+    return Reader(current_principal(request), models, wanted or 0, reached)
 
 
 async def projection_position(models: ReadModels) -> int:
