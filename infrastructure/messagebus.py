@@ -6,6 +6,8 @@ Handlers are plain functions taking the command first and their collaborators by
 the composition root, from each area's handler table and the process's collaborators; a
 handler naming a collaborator the process lacks fails there, at start, not on a request.
 Synchronous handlers (the event store's recorder is synchronous) run in a worker thread.
+While a handler runs, the command's name and a fresh command id are bound to the metadata
+its events are stored with.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 import msgspec
+
+from infrastructure.eventstore import meta
 
 R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
@@ -41,9 +45,11 @@ class MessageBus:
     async def handle(self, command: Command[T]) -> T:
         """Run the command's use case and return what it returns; its errors propagate."""
         handler, is_async = self._handlers[type(command)]
-        if is_async:
-            return cast(T, await handler(command))
-        return cast(T, await asyncio.to_thread(handler, command))
+        # Every event the handler records is stored with the command's name and one id.
+        with meta.command(type(command).__name__):
+            if is_async:
+                return cast(T, await handler(command))
+            return cast(T, await asyncio.to_thread(handler, command))
 
 
 def _bind(handler: Handler, collaborators: Mapping[str, Any]) -> tuple[Handler, bool]:

@@ -7,7 +7,7 @@ from litestar.types import ASGIApp
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import PUBLIC, allow
-from infrastructure.entrypoints.app import create_app, with_request_id
+from infrastructure.entrypoints.app import asgi_app
 from infrastructure.log import configure_logging
 from infrastructure.settings import load_settings
 
@@ -27,4 +27,4 @@ def protected_ping() -> dict[str, str]:
 def from_environment() -> ASGIApp:
     settings = load_settings()
     configure_logging(settings)
-    return with_request_id(create_app(settings, extra_handlers=[open_ping, protected_ping]))
+    return asgi_app(settings, extra_handlers=[open_ping, protected_ping])

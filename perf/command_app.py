@@ -13,7 +13,7 @@ from litestar.types import ASGIApp
 from psycopg.conninfo import conninfo_to_dict
 
 from commands.notifications.http import SENDERS, NotificationRequest
-from infrastructure.entrypoints.app import create_app, with_request_id
+from infrastructure.entrypoints.app import asgi_app
 from infrastructure.log import configure_logging
 from infrastructure.settings import Settings, load_settings
 
@@ -76,4 +76,4 @@ def from_environment() -> ASGIApp:
         stock.save(aggregate)
         return {"id": str(aggregate.id)}
 
-    return with_request_id(create_app(settings, extra_handlers=[noop, stock_save]))
+    return asgi_app(settings, extra_handlers=[noop, stock_save])

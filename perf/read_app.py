@@ -9,7 +9,7 @@ from litestar import get
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from infrastructure.entrypoints.app import create_app, with_request_id
+from infrastructure.entrypoints.app import asgi_app
 from infrastructure.log import configure_logging
 from infrastructure.settings import load_settings
 from read_api.notifications.http import READERS
@@ -33,4 +33,4 @@ def noop(notification_id: FromPath[UUID]) -> Found:
 def from_environment() -> ASGIApp:
     settings = load_settings()
     configure_logging(settings)
-    return with_request_id(create_app(settings, extra_handlers=[noop]))
+    return asgi_app(settings, extra_handlers=[noop])

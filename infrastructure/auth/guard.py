@@ -29,6 +29,7 @@ from infrastructure.auth.api_keys import ApiKeyCache, looks_like_api_key
 from infrastructure.auth.principal import Principal
 from infrastructure.auth.revocation import Revocations
 from infrastructure.auth.tokens import InvalidTokenError, TokenService
+from infrastructure.eventstore import meta
 from infrastructure.log import get_logger
 from infrastructure.rate_limit import (
     Decision,
@@ -188,7 +189,15 @@ async def authorize(
             raise NotAuthorizedException("credentials are required", headers=CHALLENGE)
         if not principal.has_any(policy.roles):
             raise PermissionDeniedException("your role does not allow this")
+    _admit(connection, principal)
+
+
+def _admit(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal | None) -> None:
     connection.scope["state"][_PRINCIPAL] = principal
+    if principal is not None:
+        # Whatever this request records is stored as done by this principal.
+        roles = tuple(sorted(principal.roles))
+        meta.set_actor(principal.subject, principal.kind, roles, principal.tenant_id)
 
 
 async def _limit_uncredentialed(

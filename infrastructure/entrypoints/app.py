@@ -37,12 +37,14 @@ from infrastructure.log import configure_logging
 from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
 from infrastructure.web.commands import provide_commands
+from infrastructure.web.forwarded import TrustedProxies
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
 from infrastructure.web.prometheus import prometheus_metrics
-from infrastructure.web.request_id import RequestIdMiddleware
+from infrastructure.web.request_context import RequestContextMiddleware
 from read_api.admin.http import ROUTES as ADMIN_QUERIES
+from read_api.audit.audit_log import ROUTES as AUDIT_LOG_QUERIES
 from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
@@ -56,6 +58,7 @@ ROUTES: list[ControllerRouterHandler] = [
     *IDENTITY_QUERIES,
     *NOTIFICATION_QUERIES,
     *AUDIT_QUERIES,
+    *AUDIT_LOG_QUERIES,
     *ADMIN_QUERIES,
     prometheus_metrics,
 ]
@@ -148,12 +151,14 @@ def create_app(
     )
 
 
-def with_request_id(app: Litestar) -> ASGIApp:
-    return RequestIdMiddleware(app)
+def asgi_app(settings: Settings, extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIApp:
+    """The app as servers run it: inside the request-context middleware."""
+    proxies = TrustedProxies(settings.trusted_proxy_networks)
+    return RequestContextMiddleware(create_app(settings, extra_handlers), proxies)
 
 
 def from_environment() -> ASGIApp:
     """Factory for the HTTP server's worker processes: settings were validated by the parent."""
     settings = load_settings()
     configure_logging(settings, role="api")
-    return with_request_id(create_app(settings))
+    return asgi_app(settings)

@@ -76,19 +76,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="exit 1 when any projection is more than EVENTS positions behind",
     )
-    for command, text in (
+    for command, text, names in (
         (
             "verify",
             "replay the log into a scratch copy and compare digests with the live read models;"
             " exit 1 on any difference",
+            ["notifications", "audit"],
         ),
         (
             "rebuild",
             "replay the log into shadow tables, catch up, and swap them in atomically",
+            ["notifications"],
         ),
     ):
         projection = projections_sub.add_parser(command, help=text)
-        projection.add_argument("name", choices=["notifications"], help="the projection")
+        projection.add_argument("name", choices=names, help="the projection")
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(

@@ -16,13 +16,14 @@ from rich.progress import (
 )
 
 from infrastructure.eventstore import catalog
-from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, lag
+from infrastructure.eventstore.tracking import AUDIT_PROJECTION, NOTIFICATIONS_PROJECTION, lag
 from infrastructure.settings import Settings, require_servers
+from projections.audit import verify as audit_verify
 from projections.notifications import rebuild as rebuild_model
 from projections.notifications import verify as verify_model
 
-# The projections `verify` and `rebuild` know, by the name the CLI takes.
-PROJECTIONS = {"notifications": NOTIFICATIONS_PROJECTION}
+# The projections, by the name the CLI takes.
+PROJECTIONS = {"notifications": NOTIFICATIONS_PROJECTION, "audit": AUDIT_PROJECTION}
 RATE_SAMPLE_S = 1.0
 
 
@@ -68,14 +69,17 @@ def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
 def verify(settings: Settings, name: str) -> bool:
     database_url, redis_url, _ = require_servers(settings)
     with _bar(f"replaying {name}") as progress:
-        report = verify_model.verify(
-            database_url,
-            redis_url,
-            namespace=settings.namespace,
-            codec=catalog.codec(),
-            names=list(catalog.NOTIFICATION_EVENT_NAMES),
-            progress=progress,
-        )
+        if name == "audit":
+            report = audit_verify.verify(database_url, catalog.codec(), progress)
+        else:
+            report = verify_model.verify(
+                database_url,
+                redis_url,
+                namespace=settings.namespace,
+                codec=catalog.codec(),
+                names=list(catalog.NOTIFICATION_EVENT_NAMES),
+                progress=progress,
+            )
     print(f"{name}: compared up to position {report.position}")
     if report.changed_since:
         print(f"  {report.changed_since} notification(s) changed since then; left out")

@@ -72,16 +72,25 @@ def _stop_on_signals() -> threading.Event:
 
 
 def serve_projector(settings: Settings) -> None:
-    """The projections: Kafka (and the event store behind it) to read models, until stopped."""
+    """The projections, until stopped: notifications from Kafka (and the event store behind
+    it) to their read models, and the audit log (a thread) from the event store itself."""
     from infrastructure.eventstore import catalog  # noqa: PLC0415
+    from projections.audit.projector import AuditProjection  # noqa: PLC0415
     from projections.notifications.projector import NotificationsProjector  # noqa: PLC0415
 
-    require_servers(settings)
+    database_url, _, _ = require_servers(settings)
     stop = _stop_on_signals()
+    audit = AuditProjection(database_url, catalog.codec())
+    auditing = threading.Thread(target=audit.run, args=(stop,), name="audit-projection")
+    auditing.start()
     projector = NotificationsProjector(
         settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
-    projector.run(stop)
+    try:
+        projector.run(stop)
+    finally:
+        stop.set()
+        auditing.join()
 
 
 def serve_dispatcher(settings: Settings) -> None:

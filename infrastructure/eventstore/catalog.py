@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from domain.events import DomainEvent
 from domain.identity.api_key import API_KEY_EVENTS
+from domain.identity.session import SESSION_EVENTS
 from domain.identity.user import USER_EVENTS
 from domain.notifications.events import NOTIFICATION_EVENTS
 from infrastructure.eventstore.codec import EventCodec
 
-EVENT_TYPES: tuple[type[DomainEvent], ...] = (*USER_EVENTS, *API_KEY_EVENTS, *NOTIFICATION_EVENTS)
+EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    *USER_EVENTS,
+    *API_KEY_EVENTS,
+    *SESSION_EVENTS,
+    *NOTIFICATION_EVENTS,
+)
 # The relay publishes these to Kafka; identity events (password hashes among them) stay home.
 NOTIFICATION_EVENT_NAMES: tuple[str, ...] = tuple(t.__name__ for t in NOTIFICATION_EVENTS)
 # A renamed event class keeps its old stored name here: {"OldName": NewClass}.

@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.conninfo import conninfo_to_dict
 
 from domain.events import DomainEvent
+from infrastructure.eventstore import meta
 from infrastructure.eventstore.codec import EventCodec
 
 EVENTS_TABLE = "stored_events"
@@ -47,6 +48,12 @@ class Recorded:
     event: DomainEvent
 
 
+_STORE_META = (
+    f"UPDATE {EVENTS_TABLE} SET meta = %s"  # noqa: S608 - the table name is ours
+    " WHERE originator_id = %s AND originator_version = ANY(%s)"
+)
+
+
 class _Recorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -58,6 +65,18 @@ class _Recorder(PostgresApplicationRecorder):
             for statement, params in kwargs.get("writes", ()):
                 curs.execute(statement, params)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        about = kwargs.get("meta")
+        if about is not None and stored_events:
+            # The library's INSERT names its own columns; the metadata follows it in the
+            # same transaction, so the events never exist without it.
+            versions = [e.originator_version for e in stored_events]
+            curs.execute(_STORE_META, (about, stored_events[0].originator_id, versions))
+        return positions
 
 
 def datastore_for(database_url: str, pool_size: int) -> PostgresDatastore:
@@ -88,13 +107,15 @@ class EventStore:
         *,
         writes: Sequence[Write] = (),
     ) -> list[int]:
-        """Record `events` after version `expected_version`; return their global positions."""
+        """Record `events` after version `expected_version`; return their global positions.
+
+        Each event is stored with the metadata bound when this is called (see `meta`)."""
         stored = []
         for offset, event in enumerate(events, start=1):
             topic, state = self.codec.encode(event)
             stored.append(StoredEvent(stream_id, expected_version + offset, topic, state))
         try:
-            positions = self._recorder.insert_events(stored, writes=writes)
+            positions = self._recorder.insert_events(stored, writes=writes, meta=meta.encoded())
         except IntegrityError as exc:
             cause = exc.__cause__
             constraint = cause.diag.constraint_name if isinstance(cause, psycopg.Error) else None

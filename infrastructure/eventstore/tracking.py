@@ -16,6 +16,7 @@ from infrastructure.eventstore.store import EVENTS_TABLE
 # the read models. Written by the projector, read by the read API for read-your-writes.
 NOTIFICATIONS_PROJECTION = "projection:notifications"
 RELAY = "relay"  # the outbox relay's position: everything up to it is on Kafka
+AUDIT_PROJECTION = "projection:audit"  # every event up to it is reflected in the audit log
 
 _AFTER = (
     "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from domain.events import DomainEvent
+from infrastructure.eventstore import meta
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import (
     EVENTS_TABLE,
@@ -37,14 +38,14 @@ log = get_logger(__name__)
 _STREAM_KEY = "stored_events_pkey"
 _IDEMPOTENCY_KEY = "idempotency_keys_pkey"
 _COPY = sql.SQL(
-    "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+    "COPY {} (originator_id, originator_version, topic, state, meta) FROM STDIN (FORMAT BINARY)"
 ).format(sql.Identifier(EVENTS_TABLE))
 _LOCK = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(EVENTS_TABLE))
 _LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notification_id'))").format(
     sql.Literal(EVENTS_TABLE)
 )
 _NOTIFY = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
-_APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s)"
+_APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s, %s)"
 # Up to this many rows a commit is one statement; above it, COPY moves rows faster
 # (measured: for 1,000-row units the array statement took twice as long per row).
 ONE_STATEMENT_ROWS = 256
@@ -53,7 +54,7 @@ _REMEMBER = (
     " VALUES (%s, %s, %s, %s, %s)"
 )
 
-Row = tuple[UUID, int, str, bytes]
+Row = tuple[UUID, int, str, bytes, bytes | None]  # stream, version, topic, state, meta
 
 
 class StoreUnavailableError(Exception):
@@ -120,12 +121,17 @@ class GroupCommitWriter:
     async def append(
         self, appends: Sequence[StreamAppend], idempotency: Idempotency | None = None
     ) -> list[int]:
-        """Commit all `appends` together (all or nothing); returns their events' positions."""
+        """Commit all `appends` together (all or nothing); returns their events' positions.
+
+        Each event is stored with the metadata bound when this is called (see `meta`)."""
+        about = meta.encoded()
         rows: list[Row] = []
         for append in appends:
             for offset, event in enumerate(append.events, start=1):
                 topic, state = self._codec.encode(event)
-                rows.append((append.stream_id, append.expected_version + offset, topic, state))
+                rows.append(
+                    (append.stream_id, append.expected_version + offset, topic, state, about)
+                )
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Unit(rows, idempotency, done))
         return await done
@@ -225,6 +231,7 @@ class GroupCommitWriter:
             [r[1] for r in rows],
             [r[2] for r in rows],
             [r[3] for r in rows],
+            [r[4] for r in rows],
         )
         cursor = await conn.execute(_APPEND, columns, binary=True)
         recorded = {(stream, version): position async for stream, version, position in cursor}
@@ -236,7 +243,7 @@ class GroupCommitWriter:
             return []
         async with conn.cursor() as cursor:
             async with cursor.copy(_COPY) as copy:
-                copy.set_types(["uuid", "int8", "text", "bytea"])
+                copy.set_types(["uuid", "int8", "text", "bytea", "bytea"])
                 for row in rows:
                     await copy.write_row(row)
             await cursor.execute(_LAST_POSITION)

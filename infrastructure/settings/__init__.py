@@ -10,6 +10,7 @@ from infrastructure.settings.model import SECRET_FIELDS, Settings
 from infrastructure.settings.providers import PROVIDERS
 from infrastructure.settings.service import MissingServerError, require_servers
 from infrastructure.settings.values import (
+    IpNetwork,
     Secret,
     SettingsError,
     env_name,
@@ -20,6 +21,7 @@ from infrastructure.settings.values import (
 __all__ = [
     "PROVIDERS",
     "SECRET_FIELDS",
+    "IpNetwork",
     "MissingServerError",
     "Secret",
     "Settings",

@@ -7,7 +7,15 @@ from typing import Annotated
 
 from infrastructure.rate_limit import parse_tiers
 from infrastructure.settings.service import ServiceSettings
-from infrastructure.settings.values import Secret, SettingsError, env_name, example_of, setting
+from infrastructure.settings.values import (
+    IpNetwork,
+    Secret,
+    SettingsError,
+    env_name,
+    example_of,
+    parse_networks,
+    setting,
+)
 
 MIN_SECRET_BYTES = 32
 TIER_SETTINGS = (
@@ -88,6 +96,14 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
             "https://admin.example.com",
         ),
     ] = ""
+    trusted_proxies: Annotated[
+        str,
+        setting(
+            "Comma-separated addresses or networks of the proxies in front of the API. Only a "
+            "request from one of them has its X-Forwarded-For believed; empty: none is.",
+            "10.0.0.0/8,192.168.1.10",
+        ),
+    ] = ""
     max_body_bytes: Annotated[
         int,
         setting("Largest request body accepted, in bytes.", "16777216", ge=1024, le=268435456),
@@ -112,6 +128,19 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
                 raise SettingsError(
                     env_name(name), f"is invalid: {exc}", example_of(AccessSettings, name)
                 ) from None
+
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(
+                "HERALD_TRUSTED_PROXIES",
+                f"is invalid: {exc}",
+                example_of(AccessSettings, "trusted_proxies"),
+            ) from None
+
+    @property
+    def trusted_proxy_networks(self) -> list[IpNetwork]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def cors_origin_list(self) -> list[str]:

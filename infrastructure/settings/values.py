@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import typing
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -93,3 +94,19 @@ def field_meta(struct: type, field: str) -> msgspec.Meta:
 def example_of(struct: type, field: str) -> str:
     examples = field_meta(struct, field).examples
     return str(examples[0]) if examples else ""
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[IpNetwork]:
+    """'10.0.0.1, 172.16.0.0/12' -> networks; raises ValueError naming a bad entry."""
+    networks: list[IpNetwork] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network") from None
+    return networks

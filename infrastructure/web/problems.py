@@ -62,11 +62,27 @@ def problem_response(
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
 
-def _validation_errors(exc: ValidationException) -> list[FieldError]:
+def _client_name(request: Request[Any, Any, Any], name: str) -> str:
+    """The name the client used for a handler's parameter: `from` for a parameter the code
+    calls `start`, say, or the name of the header it comes in."""
+    handler = request.scope.get("route_handler")
+    signature = getattr(handler, "parsed_fn_signature", None)
+    declared = signature.parameters.get(name) if signature is not None else None
+    definition = getattr(declared, "kwarg_definition", None)
+    for alias in ("name", "query", "header", "cookie"):
+        value = getattr(definition, alias, None)
+        if isinstance(value, str) and value:
+            return value
+    return name
+
+
+def _validation_errors(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> list[FieldError]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            name = str(item.get("key") or item.get("source") or "body")
+            name = _client_name(request, str(item.get("key") or item.get("source") or "body"))
             reason = str(item.get("message", exc.detail))
             unknown = _UNKNOWN_FIELD.search(reason)
             if unknown and name == "data":  # litestar names the whole body; name the field
@@ -81,7 +97,7 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
         request,
         HTTPStatus.UNPROCESSABLE_ENTITY,
         "The request has invalid fields.",
-        errors=_validation_errors(exc) or None,
+        errors=_validation_errors(request, exc) or None,
     )
 
 

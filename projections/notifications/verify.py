@@ -8,7 +8,6 @@ changed after that position are left out of the comparison and counted.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ from psycopg import sql
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import stored_position
 from infrastructure.redis_keys import RedisKeys
+from projections.comparison import Comparison, Digest, VerifyReport, table_digest
 from projections.notifications.projector import NAME
 from projections.notifications.shadow import (
     Progress,
@@ -49,48 +49,8 @@ HASH_FIELDS = (
 SHOWN = 10  # differing rows a report lists
 
 
-@dataclass
-class Digest:
-    rows: int
-    digest: int
-
-    def __str__(self) -> str:
-        return f"{self.rows} rows, digest {self.digest:x}"
-
-
-@dataclass
-class Comparison:
-    name: str
-    live: Digest | None
-    replayed: Digest | None
-    differing: list[str] = field(default_factory=list)  # a few keys that differ
-
-    @property
-    def equal(self) -> bool:
-        return self.live is None or (self.live == self.replayed and not self.differing)
-
-
-@dataclass
-class VerifyReport:
-    position: int
-    changed_since: int  # notifications left out: they changed after `position`
-    comparisons: list[Comparison]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.equal for c in self.comparisons)
-
-
 def _digest(conn: psycopg.Connection[Any], schema: str, query: str, exclude: list[Any]) -> Digest:
-    row = conn.execute(
-        sql.SQL(
-            "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)"
-            " FROM ({}) t"
-        ).format(sql.SQL(query).format(schema=sql.Identifier(schema))),
-        _params(query, exclude),
-    ).fetchone()
-    assert row is not None  # noqa: S101 - an aggregate always returns a row
-    return Digest(int(row[0]), int(row[1]))
+    return table_digest(conn, schema, query, _params(query, exclude))
 
 
 _VIEW_ROWS = "SELECT * FROM {schema}.notification_view WHERE notification_id <> ALL(%s::uuid[])"

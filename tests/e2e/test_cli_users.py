@@ -112,7 +112,8 @@ def test_projections_status_reports_each_projection(stack: Settings, fresh_datab
     on_fresh = {"HERALD_DATABASE_URL": fresh_database}
     behind = _herald(stack, "projections", "status", "--max-lag", "0", **on_fresh)
     assert behind.returncode == 1
-    assert behind.stdout.strip() == (
-        "projection:notifications: position 0, head of the log 1, lag 1, 0 events/s"
-    )
+    assert behind.stdout.strip().splitlines() == [
+        "projection:notifications: position 0, head of the log 1, lag 1, 0 events/s",
+        "projection:audit: position 0, head of the log 1, lag 1, 0 events/s",
+    ]
     assert _herald(stack, "projections", "status", "--max-lag", "1", **on_fresh).returncode == 0

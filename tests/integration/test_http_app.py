@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 
 from infrastructure.auth.guard import PUBLIC
 from infrastructure.devstack.servers import free_port
-from infrastructure.entrypoints.app import create_app, with_request_id
+from infrastructure.entrypoints.app import asgi_app
 from infrastructure.settings import Settings
 from tests.conftest import with_redis
 
@@ -30,7 +30,7 @@ def greet(data: JSONBody[Greeting]) -> dict[str, str]:
 
 
 def _client(settings: Settings) -> TestClient:  # type: ignore[type-arg]
-    app = with_request_id(create_app(settings, extra_handlers=[boom, greet]))
+    app = asgi_app(settings, extra_handlers=[boom, greet])
     return TestClient(app=app, raise_server_exceptions=False)
 
 

@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 from domain.identity.roles import Role
 from infrastructure.auth.tokens import TokenService
 from infrastructure.devstack.servers import free_port
-from infrastructure.entrypoints.app import create_app, with_request_id
+from infrastructure.entrypoints.app import asgi_app
 from infrastructure.settings import Settings
 from tests.conftest import with_redis
 
@@ -31,7 +31,7 @@ def _fresh_counters(stack: Settings) -> None:
 
 
 def _client(settings: Settings, **overrides: Any) -> TestClient:  # type: ignore[type-arg]
-    app = with_request_id(create_app(msgspec.structs.replace(settings, **overrides)))
+    app = asgi_app(msgspec.structs.replace(settings, **overrides))
     return TestClient(app=app)
 
 

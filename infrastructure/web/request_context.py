@@ -1,8 +1,11 @@
-"""X-Request-ID correlation: accepted from the caller or generated, echoed on every response,
-and bound to every log line written while the request runs; one access line per request.
+"""What every request carries from its first byte: a request id, the client's address, and the
+metadata its events will be stored with; and one access log line when it ends.
 
-It wraps the whole ASGI application, outside the router, so 404 and 405 answers carry the
-id too.
+X-Request-ID is accepted from the caller or generated, echoed on every response, and bound
+to every log line written while the request runs. The client's address is the peer's, or
+the one a trusted proxy forwarded for (`forwarded.py`); it replaces the scope's `client`.
+The middleware wraps the whole ASGI application, outside the router, so 404 and 405
+answers carry the id too.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from infrastructure.eventstore import meta
 from infrastructure.log import get_logger
+from infrastructure.web.forwarded import TrustedProxies
 
 access_log = get_logger("herald.access")
 
@@ -31,9 +36,17 @@ def incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+def _user_agent(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
         self.app = app
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -41,6 +54,10 @@ class RequestIdMiddleware:
             return
         request_id = incoming_request_id(scope)
         encoded = request_id.encode("ascii")
+        client = self.proxies.client(scope)
+        peer = scope.get("client")
+        if client is not None and peer is not None and peer[0] != client:
+            scope["client"] = (client, 0)
         started = time.perf_counter()
         status = 500  # if the app fails before starting a response, the server answers 500
 
@@ -53,7 +70,10 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id),
+            meta.request(ip=client, user_agent=_user_agent(scope), request_id=request_id),
+        ):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
