@@ -14,6 +14,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     generate_latest,
     multiprocess,
 )
@@ -34,6 +35,22 @@ READ_WAITS = Counter(
     "herald_read_wait_total",
     "Reads that asked for min_position, by outcome: ready, waited, or unavailable (503).",
     ["outcome"],
+)
+
+
+# Set from the job_runs table when /metrics is scraped, in whichever worker answers.
+JOB_LAST_SUCCESS = Gauge(
+    "herald_job_last_success_timestamp_seconds",
+    "When each scheduled job last finished successfully, in Unix time.",
+    ["job"],
+    multiprocess_mode="max",
+)
+JOB_LAST_COUNT = Gauge(
+    "herald_job_last_run_count",
+    "What each job's last finished run did, by the job's own measures (verify-sample's "
+    "`differing` is drift).",
+    ["job", "measure"],
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -25,8 +25,8 @@ log = get_logger(__name__)
 CHANNEL = "herald:revocations"
 _JTI = "herald:revoked:jti:"
 _USER = "herald:revoked:user:"
-_FAMILY = "herald:refresh:family:"
-_REFRESH = "herald:refresh:jti:"
+REFRESH_FAMILY_PREFIX = "herald:refresh:family:"
+REFRESH_TOKEN_PREFIX = "herald:refresh:jti:"  # noqa: S105 - a key prefix, not a secret
 
 
 class Revocations:
@@ -146,13 +146,14 @@ class RefreshTokens:
 
     async def remember(self, family: str, jti: str, user_id: str, ttl_s: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(_FAMILY + family, user_id, ex=ttl_s)
-            pipe.set(_REFRESH + jti, family, ex=ttl_s)
+            pipe.set(REFRESH_FAMILY_PREFIX + family, user_id, ex=ttl_s)
+            pipe.set(REFRESH_TOKEN_PREFIX + jti, family, ex=ttl_s)
             await pipe.execute()
 
     async def rotate(self, family: str, jti: str) -> int:
         """Consume `jti`: ROTATED if it was live, REUSED (family now revoked) or FAMILY_REVOKED."""
-        return int(cast(int, await self._rotate(keys=[_FAMILY + family, _REFRESH + jti])))
+        keys = [REFRESH_FAMILY_PREFIX + family, REFRESH_TOKEN_PREFIX + jti]
+        return int(cast(int, await self._rotate(keys=keys)))
 
     async def revoke_family(self, family: str) -> None:
-        await self._redis.delete(_FAMILY + family)
+        await self._redis.delete(REFRESH_FAMILY_PREFIX + family)

@@ -29,7 +29,7 @@ from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
 log = get_logger(__name__)
 
-DEV_ROLES = ("api", "relay", "projector", "dispatcher")
+DEV_ROLES = ("api", "relay", "projector", "dispatcher", "scheduler")
 STACK_FILE = "stack.env"  # the running stack's server URLs, for other herald commands
 
 

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commands.identity.handlers import HANDLERS as IDENTITY_HANDLERS
 from commands.identity.sessions import HANDLERS as SESSION_HANDLERS
+from commands.jobs.handlers import HANDLERS as JOB_HANDLERS
 from commands.notifications.handlers import HANDLERS as NOTIFICATION_HANDLERS
 from commands.webhooks.handlers import HANDLERS as WEBHOOK_HANDLERS
 from infrastructure.auth.api_keys import ApiKeyCache
@@ -47,6 +48,7 @@ COMMAND_HANDLERS = {
     **SESSION_HANDLERS,
     **NOTIFICATION_HANDLERS,
     **WEBHOOK_HANDLERS,
+    **JOB_HANDLERS,
 }
 
 
@@ -94,6 +96,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
         tokens=tokens,
         revocations=revocations,
         refresh_tokens=RefreshTokens(client),
+        schedules=settings.schedules,
     )
     read_models = ReadModels(
         db=pool,
@@ -117,6 +120,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
         kafka_bootstrap=bootstrap,
         namespace=settings.namespace,
         provider_states=providers.states,
+        schedules=settings.schedules,
     )
     try:
         yield ApiProcess(

@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
+from commands.jobs.http import ROUTES as JOB_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
 from commands.webhooks.http import ROUTES as WEBHOOKS
 from commands.webhooks.http import Intake
@@ -41,9 +42,10 @@ from infrastructure.web.forwarded import TrustedProxies
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
 from infrastructure.web.problems import EXCEPTION_HANDLERS
-from infrastructure.web.prometheus import prometheus_metrics
 from infrastructure.web.request_context import RequestContextMiddleware
 from read_api.admin.http import ROUTES as ADMIN_QUERIES
+from read_api.admin.jobs import ROUTES as JOB_QUERIES
+from read_api.admin.prometheus import ROUTES as PROMETHEUS
 from read_api.audit.audit_log import ROUTES as AUDIT_LOG_QUERIES
 from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
@@ -60,7 +62,9 @@ ROUTES: list[ControllerRouterHandler] = [
     *AUDIT_QUERIES,
     *AUDIT_LOG_QUERIES,
     *ADMIN_QUERIES,
-    prometheus_metrics,
+    *JOB_COMMANDS,
+    *JOB_QUERIES,
+    *PROMETHEUS,
 ]
 REVOCATION_SYNC_WAIT_S = 2.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from infrastructure.entrypoints.roles import ROLES
@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         projection = projections_sub.add_parser(command, help=text)
         projection.add_argument("name", choices=names, help="the projection")
+    jobs = sub.add_parser("jobs", help="the scheduled jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    jobs_sub.add_parser(
+        "status", help="each job's schedule, last run and next run; fails if the database is away"
+    )
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -139,37 +144,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         with_running_dev_stack,
     )
     from infrastructure.devstack.supervisor import ChildFailedError  # noqa: PLC0415
-    from infrastructure.migrations import MigrationError, migrate  # noqa: PLC0415
+    from infrastructure.migrations import MigrationError  # noqa: PLC0415
 
-    if args.command in {"migrate", "topics", "users", "relay", "projections"}:
+    if args.command in _ON_SERVERS:
         settings = with_running_dev_stack(settings)
     try:
         if args.command == "dev":
             run_dev(settings)
         elif args.command == "serve":
             ROLES[args.role](settings)
-        elif args.command == "migrate":
-            database_url, _, _ = require_servers(settings)
-            applied = migrate(database_url)
-            print(f"{len(applied)} migration(s) applied")
-        elif args.command == "relay":
-            _relay_command(args, settings)
-        elif args.command == "projections":
-            _projections_command(args, settings)
-        elif args.command == "users":
-            from infrastructure.entrypoints.admin_users import create_admin  # noqa: PLC0415
-
-            database_url, _, _ = require_servers(settings)
-            user_id = create_admin(settings, database_url, email=args.email, tenant=args.tenant)
-            print(f"admin {args.email} created in tenant {args.tenant} (id {user_id})")
-        elif args.command == "topics":
-            from infrastructure.kafka.topics import ensure_topics, topic_layout  # noqa: PLC0415
-
-            _, _, bootstrap = require_servers(settings)
-            created = ensure_topics(
-                bootstrap, topic_layout(settings.namespace, settings.kafka_partitions)
-            )
-            print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+        else:
+            _ON_SERVERS[args.command](args, settings)
     except SettingsError as exc:
         _fail(str(exc))
     except MissingServerError as exc:
@@ -178,6 +163,36 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         _fail(str(exc))
     except ChildFailedError as exc:
         _fail(str(exc), status=EXIT_FAILURE)
+
+
+def _migrate_command(_args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.migrations import migrate  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    applied = migrate(database_url)
+    print(f"{len(applied)} migration(s) applied")
+
+
+def _topics_command(_args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.kafka.topics import ensure_topics, topic_layout  # noqa: PLC0415
+
+    _, _, bootstrap = require_servers(settings)
+    created = ensure_topics(bootstrap, topic_layout(settings.namespace, settings.kafka_partitions))
+    print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+
+
+def _users_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.entrypoints.admin_users import create_admin  # noqa: PLC0415
+
+    database_url, _, _ = require_servers(settings)
+    user_id = create_admin(settings, database_url, email=args.email, tenant=args.tenant)
+    print(f"admin {args.email} created in tenant {args.tenant} (id {user_id})")
+
+
+def _jobs_command(_args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.entrypoints import jobs_cli  # noqa: PLC0415
+
+    jobs_cli.status(settings)
 
 
 def _relay_command(args: argparse.Namespace, settings: Settings) -> None:
@@ -205,6 +220,17 @@ def _projections_command(args: argparse.Namespace, settings: Settings) -> None:
         healthy = True
     if not healthy:
         raise SystemExit(EXIT_FAILURE)
+
+
+# Commands that act on the servers: with no URLs set, those of a running `herald dev`.
+_ON_SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "migrate": _migrate_command,
+    "topics": _topics_command,
+    "users": _users_command,
+    "relay": _relay_command,
+    "projections": _projections_command,
+    "jobs": _jobs_command,
+}
 
 
 def main() -> None:

@@ -115,9 +115,21 @@ def serve_dispatcher(settings: Settings) -> None:
         consumer.join()
 
 
+def serve_scheduler(settings: Settings) -> None:
+    """The scheduled jobs, until stopped; run as many schedulers as you like: each tick of a
+    job runs once among them all."""
+    from infrastructure.entrypoints.jobs import scheduled_jobs  # noqa: PLC0415
+    from infrastructure.scheduling.runner import Scheduler  # noqa: PLC0415
+
+    require_servers(settings)
+    stop = _stop_on_signals()
+    Scheduler(settings, scheduled_jobs(settings)).run(stop)
+
+
 ROLES: dict[str, Callable[[Settings], None]] = {
     "api": serve_api,
     "relay": serve_relay,
     "projector": serve_projector,
     "dispatcher": serve_dispatcher,
+    "scheduler": serve_scheduler,
 }

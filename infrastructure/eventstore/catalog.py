@@ -7,12 +7,14 @@ from domain.identity.api_key import API_KEY_EVENTS
 from domain.identity.session import SESSION_EVENTS
 from domain.identity.user import USER_EVENTS
 from domain.notifications.events import NOTIFICATION_EVENTS
+from domain.operations import OPERATION_EVENTS
 from infrastructure.eventstore.codec import EventCodec
 
 EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     *USER_EVENTS,
     *API_KEY_EVENTS,
     *SESSION_EVENTS,
+    *OPERATION_EVENTS,
     *NOTIFICATION_EVENTS,
 )
 # The relay publishes these to Kafka; identity events (password hashes among them) stay home.

@@ -1,7 +1,7 @@
 """`Settings`: every area's fields in one typed, frozen object, checked as a whole.
 
 msgspec Structs take one base each, so the areas stack: service, access, providers,
-dispatch. Each area module declares its fields, their documentation and its own checks.
+dispatch, pipeline. Each area module declares its fields, their documentation and its own checks.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from typing import Any
 
 import msgspec
 
-from infrastructure.settings.dispatch import DispatchSettings
+from infrastructure.settings.pipeline import PipelineSettings
 from infrastructure.settings.values import Secret, env_name
 
 
-class Settings(DispatchSettings, frozen=True, kw_only=True):
+class Settings(PipelineSettings, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         self.check_service()
         self.check_access()
         self.check_providers()
         self.check_dispatch()
+        self.check_pipeline()
 
     def with_servers(self, *, database_url: str, redis_url: str, kafka_bootstrap: str) -> Settings:
         return msgspec.structs.replace(

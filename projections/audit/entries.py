@@ -41,6 +41,7 @@ ACTIONS = {
     "LoginFailed": "login.failed",
     "TokensRefreshed": "session.refreshed",
     "LoggedOut": "session.logged_out",
+    "JobRunRequested": "job.run_requested",
 }
 # What an entry shows of its first event: small, and never a secret or a message's content.
 DETAILS = {
@@ -53,6 +54,7 @@ DETAILS = {
     "ApiKeyIssued": ("name", "role"),
     "LoginSucceeded": ("email",),
     "LoginFailed": ("email", "reason"),
+    "JobRunRequested": ("job", "run_id"),
 }
 
 

@@ -19,9 +19,8 @@ from psycopg import sql
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import save_position
 from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
-from projections.notifications import view
-from projections.notifications.live import text
 from projections.notifications.projector import NAME
+from projections.notifications.refill import HASHED_COLUMNS, HashRefill
 from projections.notifications.shadow import (
     TABLES,
     VIEWS,
@@ -94,16 +93,6 @@ def rebuild(
         return position
 
 
-_REFILL = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if current > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
-_HASHED = [name for name, _ in view.COLUMNS if name not in {"notification_id", "created_position"}]
-
-
 def rebuild_redis(
     conn: psycopg.Connection[Any],
     client: redis.Redis,
@@ -113,21 +102,11 @@ def rebuild_redis(
     """The Redis models from the SQL ones: status hashes refilled unless the projector has
     already written a newer version; every per-tenant key built aside and renamed over the
     old one, so a reader sees the old key or the new one, never a half-built one."""
-    refill = client.register_script(_REFILL)
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in ["notification_id", *_HASHED])
+    refill = HashRefill(client, keys)
     with conn.cursor(name="herald_rebuild_redis") as cursor, conn.transaction():
-        cursor.execute(sql.SQL("SELECT {} FROM notification_view").format(columns))
+        cursor.execute(sql.SQL("SELECT {} FROM notification_view").format(HASHED_COLUMNS))
         while rows := cursor.fetchmany(2000):
-            pipe = client.pipeline(transaction=False)
-            for row in rows:
-                pairs = [
-                    v
-                    for name, value in zip(_HASHED, row[1:], strict=True)
-                    for v in (name, text(value))
-                ]
-                version = row[1 + _HASHED.index("version")]
-                refill(keys=[keys.status(row[0])], args=[version, *pairs], client=pipe)
-            pipe.execute()
+            refill.rows(rows)
     built: dict[str, dict[str, int]] = {}
     for tenant, status, count in conn.execute(
         "SELECT tenant_id, status, count(*) FROM notification_view GROUP BY 1, 2"

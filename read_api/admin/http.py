@@ -39,6 +39,7 @@ class Operations:
     namespace: str
     # Per provider: mode, circuit state and call counts, all dispatchers together.
     provider_states: Callable[[], Awaitable[dict[str, dict[str, Any]]]]
+    schedules: dict[str, str]  # each scheduled job's crontab fields, UTC
 
 
 class Dashboard(msgspec.Struct, frozen=True):

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -174,7 +175,7 @@ async def list_notifications(
     query = ListQuery(
         status, channel, priority, recipient, created_after, created_before, sort, limit, cursor
     )
-    return await list_page(reader, query)
+    return await list_page(reader.models, reader.tenant, query, position=reader.position)
 
 
 @get(
@@ -199,7 +200,7 @@ async def my_notifications(
         raise PermissionDeniedException("API keys have no address of their own")
     email = await _login_email(reader.models, caller)
     query = ListQuery(status, None, None, email, None, None, sort, limit, cursor)
-    return await list_page(reader, query)
+    return await list_page(reader.models, reader.tenant, query, position=reader.position)
 
 
 async def _login_email(models: ReadModels, caller: Principal) -> str:
@@ -238,10 +239,16 @@ LIST_CACHE_TTL_S = 300
 _page_decoder = msgspec.json.Decoder(NotificationPage)
 
 
-async def list_page(reader: Reader, query: ListQuery) -> NotificationPage:
+async def list_page(
+    models: ReadModels,
+    tenant: str,
+    query: ListQuery,
+    *,
+    position: Callable[[], Awaitable[int]],
+) -> NotificationPage:
     """One page of the tenant's notifications: from the tenant's page cache when it holds
-    this query under the current list version, else from SQL, then cached."""
-    tenant, models = reader.tenant, reader.models
+    this query under the current list version, else from SQL, then cached. `position`
+    gives the projection's position, which a first page pins as its snapshot."""
     keys = models.keys
     # The tenant's list version is read before the list: a change committed after this read
     # moves the version, so a page cached now is never served for a newer version.
@@ -252,7 +259,7 @@ async def list_page(reader: Reader, query: ListQuery) -> NotificationPage:
         LIST_CACHE.labels("hit").inc()
         return _page_decoder.decode(cached)
     LIST_CACHE.labels("miss").inc()
-    page = await _query_page(reader, query)
+    page = await _query_page(models, tenant, query, position)
     await models.redis.set(
         keys.list_page(tenant, version.decode(), query.key()),
         msgspec.json.encode(page),
@@ -261,12 +268,13 @@ async def list_page(reader: Reader, query: ListQuery) -> NotificationPage:
     return page
 
 
-async def _query_page(reader: Reader, query: ListQuery) -> NotificationPage:
-    tenant = reader.tenant
+async def _query_page(
+    models: ReadModels, tenant: str, query: ListQuery, position: Callable[[], Awaitable[int]]
+) -> NotificationPage:
     if query.cursor:
         snapshot, after = decode_token(query.cursor, tuple[int, int])
     else:
-        snapshot, after = await reader.position(), None
+        snapshot, after = await position(), None
     where = ["tenant_id = %s", "created_position <= %s"]
     params: list[Any] = [tenant, snapshot]
     if after is not None:
@@ -289,7 +297,7 @@ async def _query_page(reader: Reader, query: ListQuery) -> NotificationPage:
         where.append("requested_at < %s")
         params.append(query.created_before)
     order = "ASC" if query.sort == "created" else "DESC"
-    async with reader.models.db.connection() as conn:
+    async with models.db.connection() as conn:
         rows = await (
             await conn.execute(
                 f"SELECT {_COLUMNS}, created_position FROM notification_view"  # noqa: S608

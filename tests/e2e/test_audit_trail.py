@@ -153,6 +153,10 @@ def _retry(w: Walk) -> tuple[str, str]:
     return w.call("POST", f"/admin/notifications/{notification_id}/retry")[1], w.admin.user_id
 
 
+def _run_job(w: Walk) -> tuple[str, str]:
+    return w.call("POST", "/admin/jobs/cleanup/run")[1], w.admin.user_id
+
+
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/auth/register"): _register,
     ("POST", "/auth/login"): _login,
@@ -168,6 +172,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/notifications/batch"): _batch,
     ("POST", "/notifications/{notification_id}/cancel"): _cancel,
     ("POST", "/admin/notifications/{notification_id}/retry"): _retry,
+    ("POST", "/admin/jobs/{name}/run"): _run_job,
 }
 
 

@@ -1,0 +1,1 @@
+"""Housekeeping: removing what has served its time."""

@@ -1,0 +1,1 @@
+"""Asking for a scheduled job to run now."""

@@ -1,0 +1,1 @@
+"""Running jobs on a schedule in any number of scheduler processes, each tick exactly once."""

@@ -1,0 +1,125 @@
+"""Settings of the data pipeline and its scheduler: when each job runs, and how long things
+are kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from apscheduler.triggers.cron import CronTrigger
+
+from infrastructure.settings.dispatch import DispatchSettings
+from infrastructure.settings.values import SettingsError, example_of, setting
+
+
+@dataclass(frozen=True)
+class JobDefault:
+    cron: str  # UTC; five fields, or six with seconds first
+    description: str
+
+
+# Every scheduled job, by name, with its default schedule; HERALD_JOB_SCHEDULES overrides.
+JOB_DEFAULTS = {
+    "cleanup": JobDefault(
+        "5 * * * *",
+        "removes idempotency keys past HERALD_IDEMPOTENCY_TTL_H, dispatch-queue rows with "
+        "nothing left to do, and refresh tokens of revoked logins",
+    ),
+    "warm-read-models": JobDefault(
+        "*/10 * * * *",
+        "refills the Redis read models of tenants active in the last hour",
+    ),
+    "verify-sample": JobDefault(
+        "30 3 * * *",
+        "replays a sample of notifications and reports any drift of the read models",
+    ),
+}
+
+
+def cron_trigger(cron: str) -> CronTrigger:
+    """A UTC trigger from crontab fields (minute hour day month weekday), with an optional
+    seconds field first; raises ValueError saying what is wrong."""
+    fields = cron.split()
+    if len(fields) == 5:  # noqa: PLR2004 - crontab's own shape
+        return CronTrigger.from_crontab(cron, timezone="UTC")
+    if len(fields) == 6:  # noqa: PLR2004 - with seconds first
+        second, minute, hour, day, month, weekday = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=weekday,
+            timezone="UTC",
+        )
+    raise ValueError(f"{cron!r} has {len(fields)} fields; a schedule has 5, or 6 with seconds")
+
+
+def parse_schedules(text: str) -> dict[str, str]:
+    """'cleanup=0 * * * *; verify-sample=0 4 * * *' -> {job: cron}; names must be known."""
+    found: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        name, sep, cron = part.partition("=")
+        name, cron = name.strip(), cron.strip()
+        if not sep:
+            raise ValueError(f"{part!r} is not job=schedule")
+        if name not in JOB_DEFAULTS:
+            raise ValueError(f"{name!r} is not one of {', '.join(JOB_DEFAULTS)}")
+        cron_trigger(cron)
+        found[name] = cron
+    return found
+
+
+class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
+    job_schedules: Annotated[
+        str,
+        setting(
+            "Schedules (UTC, crontab fields, optionally seconds first) that replace a job's "
+            "default, separated by semicolons. Jobs: " + ", ".join(JOB_DEFAULTS) + ".",
+            "cleanup=0 * * * *; verify-sample=0 4 * * *",
+        ),
+    ] = ""
+    scheduler_poll_s: Annotated[
+        float,
+        setting(
+            "How often a scheduler looks for runs to take over (a run requested by hand, or "
+            "one whose scheduler died), in seconds.",
+            "5",
+            ge=0.2,
+            le=300,
+        ),
+    ] = 5.0
+    idempotency_ttl_h: Annotated[
+        int,
+        setting(
+            "How long an Idempotency-Key is remembered, in hours; the cleanup job forgets it "
+            "after that.",
+            "24",
+            ge=1,
+            le=8760,
+        ),
+    ] = 24
+    verify_sample_size: Annotated[
+        int,
+        setting("Notifications the nightly verify-sample job replays.", "1000", ge=1, le=1000000),
+    ] = 1000
+
+    def check_pipeline(self) -> None:
+        try:
+            parse_schedules(self.job_schedules)
+        except ValueError as exc:
+            raise SettingsError(
+                "HERALD_JOB_SCHEDULES",
+                f"is invalid: {exc}",
+                example_of(PipelineSettings, "job_schedules"),
+            ) from None
+
+    @property
+    def schedules(self) -> dict[str, str]:
+        """Every job's schedule: its default, unless overridden."""
+        chosen = {name: job.cron for name, job in JOB_DEFAULTS.items()}
+        chosen.update(parse_schedules(self.job_schedules))
+        return chosen
