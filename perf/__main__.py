@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import auth, command, dispatch, e2e, ingest, project, read, relay
+from perf import auth, command, dispatch, e2e, export, ingest, project, read, relay
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -15,6 +15,7 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "command": command.run,
     "dispatch": dispatch.run,
     "e2e": e2e.run,
+    "export": export.run,
     "ingest": ingest.run,
     "project": project.run,
     "read": read.run,

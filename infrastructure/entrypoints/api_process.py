@@ -13,11 +13,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
+from commands.exports.handlers import HANDLERS as EXPORT_HANDLERS
 from commands.identity.handlers import HANDLERS as IDENTITY_HANDLERS
 from commands.identity.sessions import HANDLERS as SESSION_HANDLERS
 from commands.jobs.handlers import HANDLERS as JOB_HANDLERS
@@ -40,6 +42,7 @@ from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, require_servers, require_signing_key
 from infrastructure.web.commands import BUS
 from infrastructure.web.health import HealthChecks, kafka_probe, postgres_probe, redis_probe
+from projections.exports.exporter import open_export
 from read_api.admin.http import Operations
 from read_api.viewing import READ_MODELS, ReadModels
 
@@ -49,6 +52,7 @@ COMMAND_HANDLERS = {
     **NOTIFICATION_HANDLERS,
     **WEBHOOK_HANDLERS,
     **JOB_HANDLERS,
+    **EXPORT_HANDLERS,
 }
 
 
@@ -97,6 +101,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
         revocations=revocations,
         refresh_tokens=RefreshTokens(client),
         schedules=settings.schedules,
+        exporter=partial(open_export, database_url, codec),
     )
     read_models = ReadModels(
         db=pool,

@@ -21,6 +21,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, ControllerRouterHandler
 
+from commands.exports.http import ROUTES as EXPORT_COMMANDS
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
 from commands.jobs.http import ROUTES as JOB_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
@@ -48,6 +49,7 @@ from read_api.admin.jobs import ROUTES as JOB_QUERIES
 from read_api.admin.prometheus import ROUTES as PROMETHEUS
 from read_api.audit.audit_log import ROUTES as AUDIT_LOG_QUERIES
 from read_api.audit.http import ROUTES as AUDIT_QUERIES
+from read_api.exports.http import ROUTES as EXPORT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
 from read_api.viewing import provide_reader, provide_viewer
@@ -62,6 +64,8 @@ ROUTES: list[ControllerRouterHandler] = [
     *AUDIT_QUERIES,
     *AUDIT_LOG_QUERIES,
     *ADMIN_QUERIES,
+    *EXPORT_COMMANDS,
+    *EXPORT_QUERIES,
     *JOB_COMMANDS,
     *JOB_QUERIES,
     *PROMETHEUS,

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn
 
 from infrastructure.entrypoints.roles import ROLES
@@ -91,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
     ):
         projection = projections_sub.add_parser(command, help=text)
         projection.add_argument("name", choices=names, help="the projection")
+    export = sub.add_parser(
+        "export",
+        help="write an export of one tenant, consistent at one log position, with a manifest",
+    )
+    export.add_argument("kind", choices=["notifications", "events", "audit-logs"])
+    export.add_argument("--format", choices=["csv", "ndjson", "json", "parquet"], default="csv")
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument("--tenant", default="default", help="the tenant (default: %(default)s)")
+    export.add_argument("--from", dest="start", type=_time, metavar="TIME", help="RFC 3339")
+    export.add_argument("--to", dest="end", type=_time, metavar="TIME", help="RFC 3339")
+    export.add_argument("--status", help="notifications in this status")
+    export.add_argument("--channel", choices=["email", "sms", "push"])
+    export.add_argument("--action", help="audit entries of this action")
+    export.add_argument("--actor", help="audit entries of this actor")
+    export.add_argument("--position", type=int, metavar="N", help="as of this log position")
+    export.add_argument("--include-archived", action="store_true")
     jobs = sub.add_parser("jobs", help="the scheduled jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
     jobs_sub.add_parser(
@@ -189,6 +208,48 @@ def _users_command(args: argparse.Namespace, settings: Settings) -> None:
     print(f"admin {args.email} created in tenant {args.tenant} (id {user_id})")
 
 
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _export_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.entrypoints import export_cli  # noqa: PLC0415
+    from infrastructure.exports.stream import (  # noqa: PLC0415
+        ExportSpec,
+        PositionNotReachedError,
+    )
+
+    if args.start and args.end and args.start > args.end:
+        _fail(f"--from {args.start.isoformat()}: must not be after --to")
+    if args.position is not None and args.position < 0:
+        _fail(f"--position {args.position}: a position is 0 or more")
+    if not args.out.parent.is_dir():
+        _fail(f"--out {args.out}: {args.out.parent} is not a directory")
+    spec = ExportSpec(
+        kind=args.kind,
+        format=args.format,
+        tenant=args.tenant,
+        start=args.start,
+        end=args.end,
+        status=args.status,
+        channel=args.channel,
+        action=args.action,
+        actor=args.actor,
+        position=args.position,
+        include_archived=args.include_archived,
+    )
+    started = time.monotonic()
+    try:
+        manifest = export_cli.export(settings, spec, args.out)
+    except PositionNotReachedError as exc:
+        _fail(f"--position {args.position}: {exc}", status=EXIT_FAILURE)
+    print(export_cli.summary(manifest, args.out, started))
+
+
 def _jobs_command(_args: argparse.Namespace, settings: Settings) -> None:
     from infrastructure.entrypoints import jobs_cli  # noqa: PLC0415
 
@@ -230,6 +291,7 @@ _ON_SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "relay": _relay_command,
     "projections": _projections_command,
     "jobs": _jobs_command,
+    "export": _export_command,
 }
 
 

@@ -118,12 +118,13 @@ def serve_dispatcher(settings: Settings) -> None:
 def serve_scheduler(settings: Settings) -> None:
     """The scheduled jobs, until stopped; run as many schedulers as you like: each tick of a
     job runs once among them all."""
-    from infrastructure.entrypoints.jobs import scheduled_jobs  # noqa: PLC0415
+    from infrastructure.entrypoints.jobs import polled_work, scheduled_jobs  # noqa: PLC0415
     from infrastructure.scheduling.runner import Scheduler  # noqa: PLC0415
 
     require_servers(settings)
     stop = _stop_on_signals()
-    Scheduler(settings, scheduled_jobs(settings)).run(stop)
+    with polled_work(settings) as pollers:
+        Scheduler(settings, scheduled_jobs(settings), pollers).run(stop)
 
 
 ROLES: dict[str, Callable[[Settings], None]] = {

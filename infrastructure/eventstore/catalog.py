@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.events import DomainEvent
+from domain.exports import EXPORT_EVENTS
 from domain.identity.api_key import API_KEY_EVENTS
 from domain.identity.session import SESSION_EVENTS
 from domain.identity.user import USER_EVENTS
@@ -15,6 +16,7 @@ EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     *API_KEY_EVENTS,
     *SESSION_EVENTS,
     *OPERATION_EVENTS,
+    *EXPORT_EVENTS,
     *NOTIFICATION_EVENTS,
 )
 # The relay publishes these to Kafka; identity events (password hashes among them) stay home.

@@ -88,3 +88,14 @@ def command(name: str) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+@contextmanager
+def bound(meta: EventMeta | None) -> Iterator[None]:
+    """Bind metadata captured earlier: work that finishes later, or in another thread,
+    records as part of the request that began it."""
+    token = _current.set(meta)
+    try:
+        yield
+    finally:
+        _current.reset(token)

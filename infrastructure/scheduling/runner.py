@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,8 +59,16 @@ def latest_fire_time(trigger: CronTrigger, now: datetime) -> datetime | None:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, jobs: Mapping[str, Job]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: Mapping[str, Job],
+        pollers: Sequence[Callable[[], object]] = (),
+    ) -> None:
+        """`pollers` run on every poll too: work asked for outside the schedule (an export
+        job), which they must claim themselves."""
         self._settings = settings
+        self._pollers = list(pollers)
         self._database_url, _, _ = require_servers(settings)
         self._jobs = dict(jobs)
         self._triggers = {
@@ -111,6 +119,11 @@ class Scheduler:
         for name in pending:
             if name in self._jobs:
                 self.run_pending(name)
+        for poller in self._pollers:
+            try:
+                poller()
+            except Exception:  # one poller's failure must not stop the others, or the next poll
+                log.exception("scheduler poll failed", poller=getattr(poller, "__qualname__", ""))
 
     def run_pending(self, name: str) -> int:
         """Run the job's unfinished runs, oldest first, if no other scheduler is; returns

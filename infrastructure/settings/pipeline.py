@@ -4,6 +4,7 @@ are kept."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from apscheduler.triggers.cron import CronTrigger
@@ -23,7 +24,7 @@ JOB_DEFAULTS = {
     "cleanup": JobDefault(
         "5 * * * *",
         "removes idempotency keys past HERALD_IDEMPOTENCY_TTL_H, dispatch-queue rows with "
-        "nothing left to do, and refresh tokens of revoked logins",
+        "nothing left to do, refresh tokens of revoked logins, and expired export files",
     ),
     "warm-read-models": JobDefault(
         "*/10 * * * *",
@@ -102,6 +103,24 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
             le=8760,
         ),
     ] = 24
+    export_dir: Annotated[
+        str | None,
+        setting(
+            "Where export jobs write their files, shared by the schedulers that write them "
+            "and the API that serves them. Unset: HERALD_DEV_DIR/exports.",
+            "/var/lib/herald/exports",
+        ),
+    ] = None
+    export_ttl_h: Annotated[
+        int,
+        setting(
+            "How long an export job's file can be downloaded, in hours; the cleanup job "
+            "deletes it after that.",
+            "24",
+            ge=1,
+            le=8760,
+        ),
+    ] = 24
     verify_sample_size: Annotated[
         int,
         setting("Notifications the nightly verify-sample job replays.", "1000", ge=1, le=1000000),
@@ -116,6 +135,12 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
                 f"is invalid: {exc}",
                 example_of(PipelineSettings, "job_schedules"),
             ) from None
+
+    @property
+    def export_path(self) -> Path:
+        if self.export_dir is None:
+            return self.dev_path / "exports"
+        return Path(self.export_dir).expanduser().resolve()
 
     @property
     def schedules(self) -> dict[str, str]:

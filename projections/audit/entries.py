@@ -18,12 +18,22 @@ from uuid import UUID
 import msgspec
 
 from domain.events import DomainEvent
+from domain.exports import ExportCompleted, ExportDelivered, ExportRequested
 from domain.identity.roles import Role
 from domain.identity.session import LoginFailed, LoginSucceeded
 from infrastructure.eventstore.meta import EventMeta
 
 AUDITED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value})
-ALWAYS_AUDITED = frozenset({LoginSucceeded.__name__, LoginFailed.__name__})
+# Logins, whoever tries; exports, whoever exports.
+ALWAYS_AUDITED = frozenset(
+    {
+        LoginSucceeded.__name__,
+        LoginFailed.__name__,
+        ExportDelivered.__name__,
+        ExportRequested.__name__,
+        ExportCompleted.__name__,
+    }
+)
 
 ACTIONS = {
     "NotificationRequested": "notification.requested",
@@ -42,6 +52,9 @@ ACTIONS = {
     "TokensRefreshed": "session.refreshed",
     "LoggedOut": "session.logged_out",
     "JobRunRequested": "job.run_requested",
+    "ExportDelivered": "export.delivered",
+    "ExportRequested": "export.requested",
+    "ExportCompleted": "export.completed",
 }
 # What an entry shows of its first event: small, and never a secret or a message's content.
 DETAILS = {
@@ -55,6 +68,9 @@ DETAILS = {
     "LoginSucceeded": ("email",),
     "LoginFailed": ("email", "reason"),
     "JobRunRequested": ("job", "run_id"),
+    "ExportDelivered": ("kind", "format", "filters", "position", "rows", "sha256", "complete"),
+    "ExportRequested": ("export_id", "kind", "format", "filters", "position"),
+    "ExportCompleted": ("position", "rows", "sha256"),
 }
 
 
@@ -107,6 +123,8 @@ def entries(logged: Iterable[Logged]) -> list[Entry]:
         else:
             entry.count += 1
             entry.last_position = item.position
+            # A later event of the command adds what it knows (an export job's row count).
+            entry.details.update(_details(item))
     return list(found.values())
 
 
@@ -130,14 +148,19 @@ def _entry(key: str, item: Logged, meta: EventMeta) -> Entry:
         user_agent=meta.user_agent,
         request_id=meta.request_id,
         subject=subject,
-        details={
-            f: list(data[f]) if isinstance(data[f], tuple) else data[f]
-            for f in DETAILS.get(item.name, ())
-            if data.get(f) is not None
-        },
+        details=_details(item),
         first_position=item.position,
         last_position=item.position,
     )
+
+
+def _details(item: Logged) -> dict[str, Any]:
+    data = msgspec.to_builtins(item.event)
+    return {
+        f: list(data[f]) if isinstance(data[f], tuple) else data[f]
+        for f in DETAILS.get(item.name, ())
+        if data.get(f) is not None
+    }
 
 
 def _snake(name: str) -> str:

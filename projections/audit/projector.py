@@ -40,7 +40,8 @@ INSERT INTO audit_log AS a (
     request_id, subject, count, details, first_position, last_position
 ) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (entry_id) DO UPDATE
-SET count = a.count + excluded.count, last_position = excluded.last_position
+SET count = a.count + excluded.count, last_position = excluded.last_position,
+    details = a.details || excluded.details
 WHERE a.last_position < excluded.first_position
 """
 NO_END = 2**63 - 1

@@ -17,23 +17,14 @@ import psycopg
 from psycopg import sql
 
 from infrastructure.eventstore.codec import EventCodec
-from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import stored_position
 from infrastructure.log import get_logger
-from projections.notifications import view
-from projections.notifications.changes import change_for
 from projections.notifications.projector import NAME
-from projections.notifications.shadow import live_schema, shadow
-from projections.notifications.view import Applied
+from projections.notifications.shadow import live_schema, replay_streams, shadow
 
 log = get_logger(__name__)
 
 SHOWN = 10
-_EVENTS = (
-    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
-    f" FROM {EVENTS_TABLE} WHERE originator_id = ANY(%s) AND notification_id <= %s"
-    " ORDER BY notification_id"
-)
 # Rows of the sampled notifications that differ between two schemas, in either direction.
 _DIFFERING = """
 SELECT notification_id FROM (
@@ -53,7 +44,7 @@ def verify_sample(*, database_url: str, codec: EventCodec, size: int) -> dict[st
         ids = _sample(conn, size, position)
         live = live_schema(conn)
         with shadow(conn) as schema:
-            _replay(conn, codec, ids, position)
+            replay_streams(conn, codec, ids, position)
             differing: set[UUID] = set()
             for table in ("notification_view", "notification_attempts"):
                 query = sql.SQL(_DIFFERING).format(
@@ -75,14 +66,3 @@ def _sample(conn: psycopg.Connection[Any], size: int, position: int) -> list[UUI
         (position, size),
     ).fetchall()
     return [row[0] for row in rows]
-
-
-def _replay(conn: psycopg.Connection[Any], codec: EventCodec, ids: list[UUID], upto: int) -> None:
-    items = []
-    for at_position, stream_id, version, topic, state in conn.execute(
-        _EVENTS, (ids, upto), binary=True
-    ).fetchall():
-        event = codec.decode(topic, state)
-        items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
-    items.sort(key=lambda item: (item.stream_id.int, item.version))
-    view.apply(conn, items)

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -118,3 +119,25 @@ def replay(
         done += len(rows)
         progress(done, max(done, total))
     return upto
+
+
+_STREAMS = (
+    "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608
+    f" FROM {EVENTS_TABLE} WHERE originator_id = ANY(%s) AND notification_id <= %s"
+    " ORDER BY notification_id"
+)
+
+
+def replay_streams(
+    conn: psycopg.Connection[Any], codec: EventCodec, ids: list[UUID], upto: int
+) -> None:
+    """Apply the events of the notifications `ids` up to position `upto` through the search
+    path (a shadow, or temporary tables), in the caller's transaction."""
+    items = []
+    for at_position, stream_id, version, topic, state in conn.execute(
+        _STREAMS, (ids, upto), binary=True
+    ).fetchall():
+        event = codec.decode(topic, state)
+        items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
+    items.sort(key=lambda item: (item.stream_id.int, item.version))
+    view.apply(conn, items)

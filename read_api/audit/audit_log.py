@@ -15,21 +15,16 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
+from infrastructure.web.ranges import From, To, check_range
 from read_api.viewing import Viewer
 
 AUDIT_READERS = allow(Role.ADMIN, Role.AUDITOR)
 TAGS = ["data pipeline"]
-
-From = Annotated[
-    datetime | None, QueryParameter(name="from", description="Entries at or after this time.")
-]
-To = Annotated[datetime | None, QueryParameter(name="to", description="Entries before this time.")]
 
 
 class AuditEntry(msgspec.Struct, frozen=True):
@@ -66,10 +61,7 @@ _COLUMNS = (
 
 
 def _between(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
-    if start is not None and end is not None and start > end:
-        raise ValidationException(
-            "invalid time range", extra=[{"key": "from", "message": "must not be after `to`"}]
-        )
+    check_range(start, end)
     where, params = [], []
     if start is not None:
         where.append("at >= %s")

@@ -26,6 +26,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from domain.identity.roles import Role
+from domain.notifications.state import Status
 from domain.notifications.values import Channel, Priority
 from infrastructure.auth.guard import ANY_ROLE, allow
 from infrastructure.auth.principal import Principal
@@ -35,21 +36,6 @@ from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_t
 from read_api.viewing import Reader, ReadModels, Viewer
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
-
-Status = Literal[
-    "requested",
-    "scheduled",
-    "dispatching",
-    "sent",
-    "delivered",
-    "opened",
-    "bounced",
-    "failed",
-    "retry_scheduled",
-    "dead_lettered",
-    "cancelled",
-    "erased",
-]
 
 
 class NotificationView(msgspec.Struct, frozen=True, omit_defaults=False):

@@ -157,6 +157,11 @@ def _run_job(w: Walk) -> tuple[str, str]:
     return w.call("POST", "/admin/jobs/cleanup/run")[1], w.admin.user_id
 
 
+def _request_export(w: Walk) -> tuple[str, str]:
+    body = {"kind": "notifications", "format": "csv"}
+    return w.call("POST", "/data-pipeline/exports", json=body)[1], w.admin.user_id
+
+
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/auth/register"): _register,
     ("POST", "/auth/login"): _login,
@@ -173,6 +178,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/notifications/{notification_id}/cancel"): _cancel,
     ("POST", "/admin/notifications/{notification_id}/retry"): _retry,
     ("POST", "/admin/jobs/{name}/run"): _run_job,
+    ("POST", "/data-pipeline/exports"): _request_export,
 }
 
 

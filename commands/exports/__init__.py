@@ -1,0 +1,1 @@
+"""Exports for data teams: streamed now, or written as a job; every one recorded."""

@@ -1,0 +1,1 @@
+"""Export files: their formats and their manifests."""

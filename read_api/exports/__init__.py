@@ -1,0 +1,1 @@
+"""Export jobs as their requesters follow them: progress, manifest, download."""
