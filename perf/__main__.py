@@ -7,10 +7,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import auth, command, dispatch, e2e, export, ingest, project, read, relay
+from perf import archive, auth, command, dispatch, e2e, export, ingest, project, read, relay
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "archive": archive.run,
     "auth": auth.run,
     "command": command.run,
     "dispatch": dispatch.run,

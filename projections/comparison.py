@@ -36,6 +36,9 @@ class VerifyReport:
     position: int
     changed_since: int  # rows left out: they changed after `position`
     comparisons: list[Comparison]
+    # Rows kept from events that retention has since removed from the log: a replay cannot
+    # make them, so they are left out of the comparison.
+    outlived: int = 0
 
     @property
     def ok(self) -> bool:

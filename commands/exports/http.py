@@ -16,6 +16,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
 from commands.exports.handlers import DeliveredExport, RequestExport, StreamExport
+from domain.errors import InvalidValueError
 from domain.identity.roles import Role
 from domain.notifications.state import Status
 from domain.notifications.values import Channel
@@ -188,6 +189,10 @@ async def request_export(
     data: JSONBody[ExportRequest], commands: NamedDependency[Commands]
 ) -> ExportJobAccepted:
     check_range(data.from_, data.to)
+    if data.include_archived and data.kind != "notifications":
+        raise InvalidValueError(
+            "include_archived", "archives hold notifications only; events leave with retention"
+        )
     caller = commands.caller
     spec = ExportSpec(
         kind=data.kind,

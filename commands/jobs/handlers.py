@@ -28,6 +28,7 @@ class RunJobNow(Command[RequestedRun], frozen=True, kw_only=True):
     tenant_id: str
     job: str
     requested_by: str
+    only_this_tenant: bool = False  # a run for the requester's tenant alone
 
 
 def run_job_now(cmd: RunJobNow, *, store: EventStore, schedules: Mapping[str, str]) -> RequestedRun:
@@ -37,7 +38,9 @@ def run_job_now(cmd: RunJobNow, *, store: EventStore, schedules: Mapping[str, st
     event = JobRunRequested(
         at=now, tenant_id=cmd.tenant_id, job=cmd.job, run_id=run_id, requested_by=cmd.requested_by
     )
-    store.append(run_id, 0, [event], writes=[request_write(run_id, cmd.job, now, cmd.requested_by)])
+    scope = cmd.tenant_id if cmd.only_this_tenant else None
+    request = request_write(run_id, cmd.job, now, cmd.requested_by, scope)
+    store.append(run_id, 0, [event], writes=[request])
     return RequestedRun(run_id, cmd.job, now)
 
 

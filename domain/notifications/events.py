@@ -107,6 +107,61 @@ class NotificationErased(NotificationEvent, frozen=True, kw_only=True):
     erased_by: str
 
 
+class NotificationArchived(NotificationEvent, frozen=True, kw_only=True):
+    """Past its tenant's retention: its rows left the read models for `archive`."""
+
+    archive: str  # the archive file's path under the archive directory
+
+
+class ArchivedAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt as an archive holds it."""
+
+    attempt: int
+    channel: str
+    provider: str | None
+    outcome: str | None
+    provider_message_id: str | None
+    error: str | None
+    permanent: bool | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ArchivedNotification(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification as an archive holds it: its read-model row when it was archived."""
+
+    channel: Channel
+    recipient: str
+    priority: Priority
+    status: str
+    attempts: int
+    last_error: str | None
+    provider: str | None
+    provider_message_id: str | None
+    send_at: datetime | None
+    requested_at: datetime
+    scheduled_at: datetime | None
+    dispatched_at: datetime | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    opened_at: datetime | None
+    failed_at: datetime | None
+    cancelled_at: datetime | None
+    dead_lettered_at: datetime | None
+    created_position: int  # where its first event was in the log: its place in exports
+    attempt_log: tuple[ArchivedAttempt, ...] = ()
+
+
+class NotificationRestored(NotificationEvent, frozen=True, kw_only=True):
+    """Brought back from `archive` into the read models, as it was archived. Its stream
+    may have lost its earlier events to retention; `stream_version` is this event's own
+    version, so the stream carries on from it."""
+
+    archive: str
+    stream_version: int
+    notification: ArchivedNotification
+
+
 NOTIFICATION_EVENTS: tuple[type[DomainEvent], ...] = (
     NotificationRequested,
     NotificationScheduled,
@@ -123,4 +178,6 @@ NOTIFICATION_EVENTS: tuple[type[DomainEvent], ...] = (
     RetryRequested,
     NotificationCancelled,
     NotificationErased,
+    NotificationArchived,
+    NotificationRestored,
 )

@@ -11,10 +11,12 @@ from datetime import datetime
 
 from domain.errors import InvalidValueError
 from domain.notifications.events import (
+    ArchivedNotification,
     ChannelFallenBack,
     DeliveryFailed,
     DispatchResumed,
     DispatchStarted,
+    NotificationArchived,
     NotificationBounced,
     NotificationCancelled,
     NotificationDeadLettered,
@@ -23,6 +25,7 @@ from domain.notifications.events import (
     NotificationEvent,
     NotificationOpened,
     NotificationRequested,
+    NotificationRestored,
     NotificationScheduled,
     NotificationSent,
     RetryRequested,
@@ -280,11 +283,47 @@ def erase(n: Notification, *, by: str, at: datetime) -> list[NotificationEvent]:
     return _decided(n, event)
 
 
+def archive(
+    *, tenant_id: str, status: Status, archive_path: str, at: datetime
+) -> NotificationArchived:
+    """Take a notification past its retention out of the read models, into `archive_path`;
+    only once it is in a final status (IllegalTransitionError otherwise).
+
+    Decided from its read-model row, not its stream: the caller appends the event only while
+    the stream is still at the row's version, so the row's status is the stream's."""
+    if status not in TRANSITIONS[NotificationArchived]:
+        raise IllegalTransitionError(f"cannot archive a notification that is {status}")
+    return NotificationArchived(tenant_id=tenant_id, archive=archive_path, at=at)
+
+
+def restore(
+    *,
+    tenant_id: str,
+    archived_version: int,
+    held: ArchivedNotification,
+    archive_path: str,
+    at: datetime,
+) -> NotificationRestored:
+    """Bring an archived notification back as `archive_path` holds it.
+
+    Decided from the projection's record of its archival (`archived_version`, the version of
+    its NotificationArchived event): the caller appends it only while that is still the
+    stream's last event, or the stream is empty because its events left with retention."""
+    return NotificationRestored(
+        tenant_id=tenant_id,
+        archive=archive_path,
+        stream_version=archived_version + 1,
+        notification=held,
+        at=at,
+    )
+
+
 __all__ = [
     "TRANSITIONS",
     "IllegalTransitionError",
     "Notification",
     "Status",
+    "archive",
     "cancel",
     "dead_letter",
     "erase",
@@ -298,6 +337,7 @@ __all__ = [
     "replay",
     "request",
     "request_retry",
+    "restore",
     "resume_dispatch",
     "schedule_retry",
     "start_dispatch",

@@ -21,6 +21,7 @@ from domain.notifications.events import (
     DeliveryFailed,
     DispatchResumed,
     DispatchStarted,
+    NotificationArchived,
     NotificationBounced,
     NotificationCancelled,
     NotificationDeadLettered,
@@ -29,6 +30,7 @@ from domain.notifications.events import (
     NotificationEvent,
     NotificationOpened,
     NotificationRequested,
+    NotificationRestored,
     NotificationScheduled,
     NotificationSent,
     RetryRequested,
@@ -53,6 +55,7 @@ class Status(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
     CANCELLED = "cancelled"
     ERASED = "erased"
+    ARCHIVED = "archived"
 
 
 class IllegalTransitionError(ConflictError):
@@ -76,7 +79,17 @@ TRANSITIONS: dict[type[NotificationEvent], frozenset[Status]] = {
     RetryRequested: frozenset({_S.FAILED, _S.DEAD_LETTERED}),
     NotificationCancelled: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RETRY_SCHEDULED}),
     NotificationErased: frozenset(set(Status) - {_S.ERASED}),
+    # Only once nothing more can happen to it: no dispatcher or provider report is pending.
+    NotificationArchived: frozenset(
+        {_S.SENT, _S.DELIVERED, _S.OPENED, _S.DEAD_LETTERED, _S.CANCELLED}
+    ),
+    NotificationRestored: frozenset({_S.ARCHIVED}),
 }
+# What may still happen to a notification brought back from an archive: it is a record of
+# what happened, and its request (its content) may have left the event store.
+AFTER_RESTORE: frozenset[type[NotificationEvent]] = frozenset(
+    (NotificationArchived, NotificationErased)
+)
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,8 +110,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     last_failure_permanent: bool = False
     provider_message_id: str | None = None
     correlation_id: str | None = None
-    version: int = 0  # how many events the stream holds
+    version: int = 0  # the version of the stream's last event
     erased: bool = False
+    restored: bool = False  # brought back from an archive: see AFTER_RESTORE
 
 
 def refusal(n: Notification, event: NotificationEvent, why: str = "") -> IllegalTransitionError:
@@ -113,6 +127,8 @@ def check_transition(n: Notification, event: NotificationEvent) -> None:
         raise TypeError(f"not a notification event: {type(event).__name__}")
     if n.status not in allowed:
         raise refusal(n, event)
+    if n.restored and type(event) not in AFTER_RESTORE:
+        raise refusal(n, event, "it was restored from an archive, as a record only")
     why = ""
     match event:
         case DispatchStarted() if (event.attempt, event.channel) != (n.attempt + 1, n.channel):
@@ -125,6 +141,8 @@ def check_transition(n: Notification, event: NotificationEvent) -> None:
             why = "the last failure was permanent"
         case RetryScheduled() if event.attempt != n.attempt + 1:
             why = f"it schedules attempt {event.attempt}, not {n.attempt + 1}"
+        case NotificationRestored() if event.stream_version != n.version + 1:
+            why = f"it claims version {event.stream_version}, not {n.version + 1}"
         case ChannelFallenBack() if not n.fallback:
             why = "no fallback channel is left"
         case ChannelFallenBack() if (event.from_channel, event.to_channel) != (
@@ -155,6 +173,8 @@ def evolve(n: Notification | None, event: DomainEvent, notification_id: UUID) ->
         )
     if not isinstance(event, NotificationEvent):
         raise TypeError(f"not a notification event: {type(event).__name__}")
+    if n is None and isinstance(event, NotificationRestored):
+        return _restored(notification_id, event)  # its earlier events left with retention
     if n is None:
         raise ValueError(f"{type(event).__name__} cannot start a notification's stream")
     check_transition(n, event)
@@ -229,6 +249,10 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
             )
         case NotificationCancelled():
             return replace(n, status=Status.CANCELLED, version=version)
+        case NotificationArchived():
+            return replace(n, status=Status.ARCHIVED, version=version)
+        case NotificationRestored():
+            return _restored(n.id, event)
         case NotificationErased():
             # Provider error text often quotes the address, so it goes with the recipient.
             return replace(
@@ -241,6 +265,25 @@ def _apply(  # noqa: PLR0911, PLR0912 - one arm per event reads as the state mac
                 version=version,
             )
     raise TypeError(f"not a notification event: {type(event).__name__}")
+
+
+def _restored(notification_id: UUID, event: NotificationRestored) -> Notification:
+    held = event.notification
+    return Notification(
+        id=notification_id,
+        tenant_id=event.tenant_id,
+        channel=held.channel,
+        recipient=held.recipient,
+        priority=held.priority,
+        status=Status(held.status),
+        attempt=held.attempts,
+        provider=held.provider,
+        last_error=held.last_error,
+        provider_message_id=held.provider_message_id,
+        correlation_id=event.correlation_id,
+        version=event.stream_version,
+        restored=True,
+    )
 
 
 def replay(notification_id: UUID, events: Iterable[DomainEvent]) -> Notification:

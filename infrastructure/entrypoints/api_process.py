@@ -24,7 +24,9 @@ from commands.identity.handlers import HANDLERS as IDENTITY_HANDLERS
 from commands.identity.sessions import HANDLERS as SESSION_HANDLERS
 from commands.jobs.handlers import HANDLERS as JOB_HANDLERS
 from commands.notifications.handlers import HANDLERS as NOTIFICATION_HANDLERS
+from commands.retention.policy import HANDLERS as RETENTION_HANDLERS
 from commands.webhooks.handlers import HANDLERS as WEBHOOK_HANDLERS
+from infrastructure.archives.files import ArchiveFiles
 from infrastructure.auth.api_keys import ApiKeyCache
 from infrastructure.auth.guard import AccessGate
 from infrastructure.auth.passwords import PasswordHasher
@@ -53,6 +55,7 @@ COMMAND_HANDLERS = {
     **WEBHOOK_HANDLERS,
     **JOB_HANDLERS,
     **EXPORT_HANDLERS,
+    **RETENTION_HANDLERS,
 }
 
 
@@ -101,7 +104,10 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
         revocations=revocations,
         refresh_tokens=RefreshTokens(client),
         schedules=settings.schedules,
-        exporter=partial(open_export, database_url, codec),
+        exporter=partial(
+            open_export, database_url, codec, archives=ArchiveFiles(settings.archive_path)
+        ),
+        default_retention=settings.default_retention,
     )
     read_models = ReadModels(
         db=pool,
@@ -126,6 +132,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
         namespace=settings.namespace,
         provider_states=providers.states,
         schedules=settings.schedules,
+        retention_defaults=settings.default_retention,
     )
     try:
         yield ApiProcess(

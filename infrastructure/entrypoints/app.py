@@ -25,6 +25,7 @@ from commands.exports.http import ROUTES as EXPORT_COMMANDS
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
 from commands.jobs.http import ROUTES as JOB_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
+from commands.retention.http import ROUTES as RETENTION_COMMANDS
 from commands.webhooks.http import ROUTES as WEBHOOKS
 from commands.webhooks.http import Intake
 from infrastructure.auth.guard import (
@@ -52,6 +53,8 @@ from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.exports.http import ROUTES as EXPORT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
+from read_api.retention.archive_stats import ROUTES as ARCHIVE_QUERIES
+from read_api.retention.http import ROUTES as RETENTION_QUERIES
 from read_api.viewing import provide_reader, provide_viewer
 
 ROUTES: list[ControllerRouterHandler] = [
@@ -66,6 +69,9 @@ ROUTES: list[ControllerRouterHandler] = [
     *ADMIN_QUERIES,
     *EXPORT_COMMANDS,
     *EXPORT_QUERIES,
+    *RETENTION_COMMANDS,
+    *RETENTION_QUERIES,
+    *ARCHIVE_QUERIES,
     *JOB_COMMANDS,
     *JOB_QUERIES,
     *PROMETHEUS,

@@ -110,6 +110,27 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--actor", help="audit entries of this actor")
     export.add_argument("--position", type=int, metavar="N", help="as of this log position")
     export.add_argument("--include-archived", action="store_true")
+    archive = sub.add_parser("archive", help="archival: run it now, verify archives, restore one")
+    archive_sub = archive.add_subparsers(
+        dest="archive_command", required=True, parser_class=_Parser
+    )
+    archive_run = archive_sub.add_parser(
+        "run", help="archive what is past retention now (or as of --at), like the nightly job"
+    )
+    archive_run.add_argument(
+        "--at", type=_time, metavar="TIME", help="measure retention from this time (RFC 3339)"
+    )
+    archive_run.add_argument("--tenant", help="only this tenant (default: every tenant)")
+    archive_run.add_argument(
+        "--dry-run", action="store_true", help="count what would be archived; change nothing"
+    )
+    archive_sub.add_parser(
+        "verify", help="check every archive against its manifest and hash; exit 1 on a problem"
+    )
+    archive_restore = archive_sub.add_parser(
+        "restore", help="bring an archive's notifications back; running it twice changes nothing"
+    )
+    archive_restore.add_argument("file", metavar="FILE", help="the archive, under the archive dir")
     jobs = sub.add_parser("jobs", help="the scheduled jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
     jobs_sub.add_parser(
@@ -250,6 +271,46 @@ def _export_command(args: argparse.Namespace, settings: Settings) -> None:
     print(export_cli.summary(manifest, args.out, started))
 
 
+def _archive_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.entrypoints import archive_cli  # noqa: PLC0415
+
+    require_servers(settings)
+    if args.archive_command == "run":
+        at = args.at or datetime.now(UTC)
+        runs = archive_cli.run(settings, at=at, tenant=args.tenant, dry_run=args.dry_run)
+        for tenant_run in runs:
+            if args.dry_run:
+                print(
+                    f"{tenant_run.tenant_id}: {tenant_run.candidates} notification(s) past"
+                    f" retention (requested before {tenant_run.cutoffs.notifications:%Y-%m-%d})"
+                )
+            else:
+                print(
+                    f"{tenant_run.tenant_id}: {tenant_run.archived} archived in"
+                    f" {len(tenant_run.files)} file(s), {tenant_run.bytes} bytes;"
+                    f" {tenant_run.events_removed} event(s) removed"
+                )
+        if not runs:
+            print("no tenant has notifications")
+    elif args.archive_command == "verify":
+        check = archive_cli.verify(settings)
+        for problem in check.problems:
+            print(problem)
+        print(
+            f"{check.files} archive(s), {check.rows} row(s), {check.bytes} bytes:"
+            f" {'all verify' if check.ok else f'{len(check.problems)} problem(s)'}"
+        )
+        if not check.ok:
+            raise SystemExit(EXIT_FAILURE)
+    else:
+        restored = archive_cli.restore(settings, args.file)
+        print(
+            f"{restored.path}: {restored.restored} of {restored.rows} notification(s) restored"
+            f" to tenant {restored.tenant_id}; {restored.left} were back already or archived"
+            " again since"
+        )
+
+
 def _jobs_command(_args: argparse.Namespace, settings: Settings) -> None:
     from infrastructure.entrypoints import jobs_cli  # noqa: PLC0415
 
@@ -291,6 +352,7 @@ _ON_SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "relay": _relay_command,
     "projections": _projections_command,
     "jobs": _jobs_command,
+    "archive": _archive_command,
     "export": _export_command,
 }
 

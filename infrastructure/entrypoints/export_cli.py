@@ -20,6 +20,7 @@ from rich.progress import (
 
 from commands.exports.handlers import record_delivery
 from commands.exports.jobs import manifest_of
+from infrastructure.archives.files import ArchiveFiles
 from infrastructure.eventstore import catalog, meta
 from infrastructure.eventstore.store import EventStore
 from infrastructure.exports.stream import ExportSpec, Manifest
@@ -36,7 +37,9 @@ def export(settings: Settings, spec: ExportSpec, out: Path) -> Manifest:
     request = meta.request(ip=None, user_agent="herald export", request_id=uuid.uuid4().hex)
     try:
         with request, meta.command("ExportFromCli"):
-            stream = open_export(database_url, codec, spec)
+            stream = open_export(
+                database_url, codec, spec, archives=ArchiveFiles(settings.archive_path)
+            )
             columns = (
                 SpinnerColumn(),
                 TextColumn(f"{spec.kind} as of position {stream.position}"),

@@ -13,6 +13,8 @@ from functools import partial
 
 from commands.exports.jobs import ExportJobs, expire_exports
 from commands.housekeeping.cleanup import clean_up
+from commands.retention.archival import Archival
+from infrastructure.archives.files import ArchiveFiles
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
 from infrastructure.scheduling.runner import Job, JobContext
@@ -25,6 +27,23 @@ from projections.notifications.warming import warm_status_hashes
 def scheduled_jobs(settings: Settings) -> dict[str, Job]:
     database_url, redis_url, _ = require_servers(settings)
     codec = catalog.codec()
+
+    archival = archival_for(settings)
+
+    def archive(context: JobContext) -> dict[str, int]:
+        runs = archival.run(
+            now=context.now,
+            run_id=context.run.run_id,
+            tenant=context.run.tenant_id,
+            requested_by=context.run.requested_by,
+        )
+        return {
+            "tenants": len(runs),
+            "archived": sum(r.archived for r in runs),
+            "files": sum(len(r.files) for r in runs),
+            "bytes": sum(r.bytes for r in runs),
+            "events_removed": sum(r.events_removed for r in runs),
+        }
 
     def cleanup(context: JobContext) -> dict[str, int]:
         counts = clean_up(
@@ -49,7 +68,22 @@ def scheduled_jobs(settings: Settings) -> dict[str, Job]:
             database_url=database_url, codec=codec, size=settings.verify_sample_size
         )
 
-    return {"cleanup": cleanup, "warm-read-models": warm, "verify-sample": sample}
+    return {
+        "archive": archive,
+        "cleanup": cleanup,
+        "warm-read-models": warm,
+        "verify-sample": sample,
+    }
+
+
+def archival_for(settings: Settings) -> Archival:
+    database_url, _, _ = require_servers(settings)
+    return Archival(
+        database_url=database_url,
+        codec=catalog.codec(),
+        files=ArchiveFiles(settings.archive_path),
+        default_retention=settings.default_retention,
+    )
 
 
 @contextmanager
@@ -60,7 +94,9 @@ def polled_work(settings: Settings) -> Iterator[list[Callable[[], object]]]:
     store = EventStore(database_url, codec, pool_size=1)
     exports = ExportJobs(
         database_url=database_url,
-        exporter=partial(open_export, database_url, codec),
+        exporter=partial(
+            open_export, database_url, codec, archives=ArchiveFiles(settings.archive_path)
+        ),
         store=store,
         directory=settings.export_path,
         ttl=timedelta(hours=settings.export_ttl_h),

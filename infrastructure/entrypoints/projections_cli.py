@@ -83,6 +83,11 @@ def verify(settings: Settings, name: str) -> bool:
     print(f"{name}: compared up to position {report.position}")
     if report.changed_since:
         print(f"  {report.changed_since} notification(s) changed since then; left out")
+    if report.outlived:
+        print(
+            f"  {report.outlived} row(s) from before events were removed by retention:"
+            " checked to hold every row a replay makes"
+        )
     for comparison in report.comparisons:
         verdict = "same" if comparison.equal else "DIFFERENT"
         print(

@@ -9,6 +9,7 @@ from domain.identity.session import SESSION_EVENTS
 from domain.identity.user import USER_EVENTS
 from domain.notifications.events import NOTIFICATION_EVENTS
 from domain.operations import OPERATION_EVENTS
+from domain.retention import RETENTION_EVENTS
 from infrastructure.eventstore.codec import EventCodec
 
 EVENT_TYPES: tuple[type[DomainEvent], ...] = (
@@ -17,6 +18,7 @@ EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     *SESSION_EVENTS,
     *OPERATION_EVENTS,
     *EXPORT_EVENTS,
+    *RETENTION_EVENTS,
     *NOTIFICATION_EVENTS,
 )
 # The relay publishes these to Kafka; identity events (password hashes among them) stay home.

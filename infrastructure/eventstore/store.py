@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from domain.events import DomainEvent
@@ -27,6 +28,10 @@ EVENTS_TABLE = "stored_events"
 _STREAM_KEY = "stored_events_pkey"
 
 Write = tuple[str, Sequence[Any]]
+# The lock every append takes (the eventsourcing recorder's own): one appender at a time, so
+# positions commit in order and followers of the log never skip one.
+APPEND_LOCK = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(EVENTS_TABLE))
+NOTIFY_APPENDED = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
 
 
 class ConcurrencyError(Exception):

@@ -17,6 +17,9 @@ from infrastructure.eventstore.store import EVENTS_TABLE
 NOTIFICATIONS_PROJECTION = "projection:notifications"
 RELAY = "relay"  # the outbox relay's position: everything up to it is on Kafka
 AUDIT_PROJECTION = "projection:audit"  # every event up to it is reflected in the audit log
+# Not a follower: the newest position whose event retention removed from the log. Before
+# it, the log no longer holds every event the projections were made from.
+EVENTS_REMOVED_THROUGH = "retention:events-removed-through"
 
 _AFTER = (
     "SELECT notification_id, originator_id, originator_version, topic, state"  # noqa: S608

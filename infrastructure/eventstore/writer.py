@@ -27,7 +27,9 @@ from domain.events import DomainEvent
 from infrastructure.eventstore import meta
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import (
+    APPEND_LOCK,
     EVENTS_TABLE,
+    NOTIFY_APPENDED,
     ConcurrencyError,
     ConstraintViolationError,
 )
@@ -40,11 +42,9 @@ _IDEMPOTENCY_KEY = "idempotency_keys_pkey"
 _COPY = sql.SQL(
     "COPY {} (originator_id, originator_version, topic, state, meta) FROM STDIN (FORMAT BINARY)"
 ).format(sql.Identifier(EVENTS_TABLE))
-_LOCK = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(EVENTS_TABLE))
 _LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notification_id'))").format(
     sql.Literal(EVENTS_TABLE)
 )
-_NOTIFY = sql.SQL("NOTIFY {}").format(sql.Identifier(EVENTS_TABLE))
 _APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s, %s)"
 # Up to this many rows a commit is one statement; above it, COPY moves rows faster
 # (measured: for 1,000-row units the array statement took twice as long per row).
@@ -189,13 +189,13 @@ class GroupCommitWriter:
         if len(rows) <= ONE_STATEMENT_ROWS and all(u.idempotency is None for u in units):
             return await self._append_in_one_statement(conn, rows)
         async with conn.transaction():
-            await conn.execute(_LOCK)
+            await conn.execute(APPEND_LOCK)
             positions = await self._copy(conn, [row for u in units for row in u.rows])
             start = 0
             for unit in units:
                 await self._remember(conn, unit, positions[start : start + len(unit.rows)])
                 start += len(unit.rows)
-            await conn.execute(_NOTIFY)
+            await conn.execute(NOTIFY_APPENDED)
         return positions
 
     async def _commit_one_by_one(
@@ -203,7 +203,7 @@ class GroupCommitWriter:
     ) -> None:
         outcomes: list[tuple[_Unit, list[int] | Exception]] = []
         async with conn.transaction():
-            await conn.execute(_LOCK)
+            await conn.execute(APPEND_LOCK)
             for unit in units:
                 try:
                     async with conn.transaction():  # a savepoint
@@ -212,7 +212,7 @@ class GroupCommitWriter:
                     outcomes.append((unit, positions))
                 except psycopg.IntegrityError as exc:
                     outcomes.append((unit, _integrity_error(exc)))
-            await conn.execute(_NOTIFY)
+            await conn.execute(NOTIFY_APPENDED)
         for unit, outcome in outcomes:
             if isinstance(outcome, Exception):
                 _fail(unit, outcome)

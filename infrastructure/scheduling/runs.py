@@ -19,12 +19,12 @@ from psycopg.types.json import Jsonb
 from uuid_utils.compat import uuid7
 
 _REQUEST = """
-INSERT INTO job_runs (run_id, job, tick, manual, requested_by)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO job_runs (run_id, job, tick, manual, requested_by, tenant_id)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (job, tick) DO NOTHING
 """
 _NEXT = """
-SELECT run_id, tick, manual FROM job_runs
+SELECT run_id, tick, manual, requested_by, tenant_id FROM job_runs
 WHERE job = %s AND finished_at IS NULL ORDER BY tick LIMIT 1
 """
 _START = """
@@ -44,6 +44,8 @@ class Run:
     job: str
     tick: datetime
     manual: bool
+    requested_by: str | None = None
+    tenant_id: str | None = None  # a run for one tenant only; None for all
 
 
 def lock_key(job: str) -> int:
@@ -52,10 +54,11 @@ def lock_key(job: str) -> int:
 
 
 def request_write(
-    run_id: UUID, job: str, tick: datetime, requested_by: str
+    run_id: UUID, job: str, tick: datetime, requested_by: str, tenant_id: str | None = None
 ) -> tuple[str, tuple[Any, ...]]:
-    """The statement that asks for a run by hand, to commit with the event that records why."""
-    return _REQUEST, (run_id, job, tick, True, requested_by)
+    """The statement that asks for a run by hand (for `tenant_id` only, when given), to
+    commit with the event that records why."""
+    return _REQUEST, (run_id, job, tick, True, requested_by, tenant_id)
 
 
 def request(
@@ -68,7 +71,7 @@ def request(
 ) -> UUID:
     """Ask for a run of `job` at `tick`; asking again for the same tick changes nothing."""
     run_id = uuid7()
-    conn.execute(_REQUEST, (run_id, job, tick, manual, requested_by))
+    conn.execute(_REQUEST, (run_id, job, tick, manual, requested_by, None))
     return run_id
 
 
@@ -83,7 +86,7 @@ def unlock(conn: psycopg.Connection[Any], job: str) -> None:
 
 def next_unfinished(conn: psycopg.Connection[Any], job: str) -> Run | None:
     row = conn.execute(_NEXT, (job,)).fetchone()
-    return Run(row[0], job, row[1], row[2]) if row else None
+    return Run(row[0], job, row[1], row[2], row[3], row[4]) if row else None
 
 
 def start(conn: psycopg.Connection[Any], run: Run, runner: str) -> None:

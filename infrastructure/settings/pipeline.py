@@ -9,8 +9,10 @@ from typing import Annotated
 
 from apscheduler.triggers.cron import CronTrigger
 
+from domain.errors import InvalidValueError
+from domain.retention import RetentionPolicy, check_policy
 from infrastructure.settings.dispatch import DispatchSettings
-from infrastructure.settings.values import SettingsError, example_of, setting
+from infrastructure.settings.values import SettingsError, env_name, example_of, setting
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,11 @@ class JobDefault:
 
 # Every scheduled job, by name, with its default schedule; HERALD_JOB_SCHEDULES overrides.
 JOB_DEFAULTS = {
+    "archive": JobDefault(
+        "0 2 * * *",
+        "archives final notifications past their tenant's retention (HERALD_RETENTION_*, or "
+        "the tenant's own) to Parquet, and removes their events past the events' retention",
+    ),
     "cleanup": JobDefault(
         "5 * * * *",
         "removes idempotency keys past HERALD_IDEMPOTENCY_TTL_H, dispatch-queue rows with "
@@ -121,6 +128,29 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
             le=8760,
         ),
     ] = 24
+    retention_notifications_days: Annotated[
+        int,
+        setting(
+            "Default retention of a tenant's final notifications in the read models, in days; "
+            "PUT /data-pipeline/retention sets a tenant's own.",
+            "90",
+        ),
+    ] = 90
+    retention_events_days: Annotated[
+        int,
+        setting(
+            "Default retention of archived notifications' events in the event store, in days.",
+            "365",
+        ),
+    ] = 365
+    archive_dir: Annotated[
+        str | None,
+        setting(
+            "Where archival writes its Parquet files, by tenant and day, each with a "
+            "manifest. Unset: HERALD_DEV_DIR/archive.",
+            "/var/lib/herald/archive",
+        ),
+    ] = None
     verify_sample_size: Annotated[
         int,
         setting("Notifications the nightly verify-sample job replays.", "1000", ge=1, le=1000000),
@@ -135,6 +165,26 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
                 f"is invalid: {exc}",
                 example_of(PipelineSettings, "job_schedules"),
             ) from None
+        try:
+            check_policy(self.default_retention)
+        except InvalidValueError as exc:
+            name = f"retention_{exc.field}"
+            raise SettingsError(
+                env_name(name), exc.reason, example_of(PipelineSettings, name)
+            ) from None
+
+    @property
+    def default_retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            notifications_days=self.retention_notifications_days,
+            events_days=self.retention_events_days,
+        )
+
+    @property
+    def archive_path(self) -> Path:
+        if self.archive_dir is None:
+            return self.dev_path / "archive"
+        return Path(self.archive_dir).expanduser().resolve()
 
     @property
     def export_path(self) -> Path:

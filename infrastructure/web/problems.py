@@ -37,6 +37,18 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     instance: str | None = None
     request_id: str | None = None
     errors: list[FieldError] | None = None
+    archive: str | None = None  # 410: the archive that holds what was asked for
+
+
+class ArchivedError(Exception):
+    """What was asked for left the read models and the log for an archive: 410 Gone."""
+
+    def __init__(self, subject: str, archive: str) -> None:
+        self.archive = archive
+        super().__init__(
+            f"{subject} was archived past its tenant's retention; the archive {archive} holds"
+            " it (herald archive restore brings it back)"
+        )
 
 
 def problem_response(
@@ -46,6 +58,7 @@ def problem_response(
     *,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    archive: str | None = None,
 ) -> Response[Problem]:
     context = structlog.contextvars.get_contextvars()
     body = Problem(
@@ -55,11 +68,12 @@ def problem_response(
         instance=request.url.path,
         request_id=context.get("request_id"),
         errors=errors,
+        archive=archive,
     )
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 
 def _client_name(request: Request[Any, Any, Any], name: str) -> str:
@@ -84,9 +98,9 @@ def _validation_errors(
         if isinstance(item, dict):
             name = _client_name(request, str(item.get("key") or item.get("source") or "body"))
             reason = str(item.get("message", exc.detail))
-            unknown = _UNKNOWN_FIELD.search(reason)
-            if unknown and name == "data":  # litestar names the whole body; name the field
-                name = unknown.group(1)
+            named = _NAMED_FIELD.search(reason)
+            if named and name == "data":  # litestar names the whole body; name the field
+                name = named.group(1)
             errors.append(FieldError(name=name, reason=reason.replace("`", "")))
     return errors
 
@@ -139,6 +153,10 @@ def _on_refused_credentials(
     return problem_response(request, HTTPStatus.UNAUTHORIZED, str(exc))
 
 
+def _on_archived(request: Request[Any, Any, Any], exc: ArchivedError) -> Response[Problem]:
+    return problem_response(request, HTTPStatus.GONE, str(exc), archive=exc.archive)
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return problem_response(
@@ -153,8 +171,16 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: _on_domain_error,
     ConcurrencyError: _on_concurrent_change,
     CredentialsRefusedError: _on_refused_credentials,
+    ArchivedError: _on_archived,
     HTTPException: _on_http_exception,
     Exception: _on_unexpected,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "FieldError", "Problem", "problem_response"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_JSON",
+    "ArchivedError",
+    "FieldError",
+    "Problem",
+    "problem_response",
+]

@@ -21,10 +21,11 @@ from domain.events import DomainEvent
 from domain.exports import ExportCompleted, ExportDelivered, ExportRequested
 from domain.identity.roles import Role
 from domain.identity.session import LoginFailed, LoginSucceeded
+from domain.retention import ArchiveRestored, ArchiveRunCompleted
 from infrastructure.eventstore.meta import EventMeta
 
 AUDITED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value})
-# Logins, whoever tries; exports, whoever exports.
+# Logins, whoever tries; exports, whoever exports; archival, whoever (or whatever) runs it.
 ALWAYS_AUDITED = frozenset(
     {
         LoginSucceeded.__name__,
@@ -32,6 +33,8 @@ ALWAYS_AUDITED = frozenset(
         ExportDelivered.__name__,
         ExportRequested.__name__,
         ExportCompleted.__name__,
+        ArchiveRunCompleted.__name__,
+        ArchiveRestored.__name__,
     }
 )
 
@@ -55,6 +58,9 @@ ACTIONS = {
     "ExportDelivered": "export.delivered",
     "ExportRequested": "export.requested",
     "ExportCompleted": "export.completed",
+    "RetentionChanged": "retention.changed",
+    "ArchiveRunCompleted": "archive.completed",
+    "ArchiveRestored": "archive.restored",
 }
 # What an entry shows of its first event: small, and never a secret or a message's content.
 DETAILS = {
@@ -71,6 +77,9 @@ DETAILS = {
     "ExportDelivered": ("kind", "format", "filters", "position", "rows", "sha256", "complete"),
     "ExportRequested": ("export_id", "kind", "format", "filters", "position"),
     "ExportCompleted": ("position", "rows", "sha256"),
+    "RetentionChanged": ("notifications_days", "events_days"),
+    "ArchiveRunCompleted": ("run_id", "as_of", "archived", "bytes", "events_removed"),
+    "ArchiveRestored": ("archive", "restored"),
 }
 
 

@@ -19,6 +19,7 @@ from domain.notifications.dispatch_policy import PRIORITY_RANK
 from domain.notifications.events import (
     ChannelFallenBack,
     DeliveryFailed,
+    NotificationArchived,
     NotificationBounced,
     NotificationCancelled,
     NotificationDeadLettered,
@@ -74,6 +75,7 @@ def effect_of(event: DomainEvent) -> Effect | None:
             | NotificationDeadLettered()
             | NotificationCancelled()
             | NotificationErased()
+            | NotificationArchived()
         ):
             return Finished()
     return None

@@ -19,6 +19,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from infrastructure.archives.files import ArchiveFiles
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import (
     AUDIT_PROJECTION,
@@ -26,6 +27,7 @@ from infrastructure.eventstore.tracking import (
     stored_position,
 )
 from infrastructure.exports.stream import ExportSpec, ExportStream, PositionNotReachedError
+from projections.exports.archived import load_archived
 from projections.exports.events import event_chunks
 from projections.exports.render import TIMESTAMP, Column, rendered
 from projections.exports.rewind import rewind_audit, rewind_notifications
@@ -72,15 +74,20 @@ AUDIT_COLUMNS = (
 )
 
 
-def open_export(database_url: str, codec: EventCodec, spec: ExportSpec) -> ExportStream:
+def open_export(
+    database_url: str,
+    codec: EventCodec,
+    spec: ExportSpec,
+    archives: ArchiveFiles | None = None,
+) -> ExportStream:
     """The export `spec` asks for, ready to stream; raises PositionNotReachedError for a
     position beyond what its read model reflects. The stream holds a transaction until it
-    is read to the end or closed."""
+    is read to the end or closed. `archives` is where `include_archived` reads from."""
     conn = psycopg.connect(database_url)
     try:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         position = _position(conn, spec)
-        chunks, count = _opened(conn, codec, spec, position)
+        chunks, count = _opened(conn, codec, spec, position, archives)
     except BaseException:
         conn.close()
         raise
@@ -104,7 +111,11 @@ def _position(conn: psycopg.Connection[Any], spec: ExportSpec) -> int:
 
 
 def _opened(
-    conn: psycopg.Connection[Any], codec: EventCodec, spec: ExportSpec, position: int
+    conn: psycopg.Connection[Any],
+    codec: EventCodec,
+    spec: ExportSpec,
+    position: int,
+    archives: ArchiveFiles | None,
 ) -> tuple[Iterator[bytes], Callable[[], int]]:
     params: dict[str, Any] = {
         "tenant": spec.tenant,
@@ -126,6 +137,21 @@ def _opened(
         ).format(live=sql.Identifier(live))
         if rewound:
             unchanged = sql.SQL("{} UNION ALL SELECT * FROM pg_temp.notification_view").format(
+                unchanged
+            )
+        if spec.include_archived:
+            if archives is None:
+                raise ValueError("include_archived needs the archive directory")
+            load_archived(
+                conn,
+                archives,
+                live,
+                tenant=spec.tenant,
+                position=position,
+                start=spec.start,
+                end=spec.end,
+            )
+            unchanged = sql.SQL("{} UNION ALL SELECT * FROM pg_temp.archived_rows").format(
                 unchanged
             )
         source = sql.SQL(

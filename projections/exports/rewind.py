@@ -48,12 +48,17 @@ def rewind_notifications(
     `position`, as they were at it; returns the live tables' schema, and whether any row
     needed rewinding (when none did, no temporary table was made)."""
     live = _schema_of(conn, "notification_view")
+    # Rows that changed after the position, and notifications archived after it: both were
+    # in the read model at it, as their events up to it say.
     ahead = conn.execute(
         sql.SQL(
-            "SELECT notification_id FROM {}.notification_view WHERE tenant_id = %s"
-            " AND created_position <= %s AND position > %s"
-        ).format(sql.Identifier(live)),
-        (tenant, position, position),
+            "SELECT notification_id FROM {live}.notification_view WHERE tenant_id = %(tenant)s"
+            " AND created_position <= %(position)s AND position > %(position)s"
+            " UNION SELECT notification_id FROM {live}.archived_notifications"
+            " WHERE tenant_id = %(tenant)s AND position > %(position)s"
+            " AND restored_position IS NULL AND NOT events_removed"
+        ).format(live=sql.Identifier(live)),
+        {"tenant": tenant, "position": position},
     ).fetchall()
     if not ahead:
         return live, False

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
+
 from domain.events import DomainEvent
 from domain.notifications import events as ev
 
@@ -29,6 +31,9 @@ class Change:
     fields: dict[str, Any]  # notification_view columns to set, besides the bookkeeping ones
     created: bool = False  # the first event: the row does not exist yet
     attempt: AttemptChange | None = None
+    archived: str | None = None  # the archive it went to: its rows leave the read models
+    # Back from an archive: `fields` is its whole row, these are its attempts.
+    restored: tuple[dict[str, Any], ...] | None = None
 
 
 def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a branch per event type
@@ -100,6 +105,10 @@ def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a bran
             return Change("dead_lettered", {"last_error": event.reason, "dead_lettered_at": at})
         case ev.RetryRequested():
             return Change("requested", {})
+        case ev.NotificationArchived():
+            return Change("archived", {}, archived=event.archive)
+        case ev.NotificationRestored():
+            return _restored(event)
         case ev.NotificationErased():
             # The recipient is personal data: the read models forget it with the event log.
             return Change(
@@ -116,3 +125,14 @@ _STATUS_ONLY: dict[type[DomainEvent], str] = {
     ev.NotificationOpened: "opened",
     ev.NotificationCancelled: "cancelled",
 }
+
+
+def _restored(event: ev.NotificationRestored) -> Change:
+    held = event.notification
+    fields = msgspec.structs.asdict(held)
+    del fields["attempt_log"]
+    fields.update(
+        tenant_id=event.tenant_id, channel=held.channel.value, priority=held.priority.value
+    )
+    attempts = tuple(msgspec.structs.asdict(attempt) for attempt in held.attempt_log)
+    return Change(held.status, fields, created=True, restored=attempts)

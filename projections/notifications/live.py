@@ -19,8 +19,8 @@ from projections.notifications.view import Applied
 
 # KEYS[1]: the projection's offsets hash. ARGV: the key prefix, how many recent ids to keep,
 # the number of (partition, next offset) pairs and the pairs, then one record per event:
-# id, version, event name, new status, recent score ('' unless created), the number of
-# (field, value) pairs and the pairs.
+# id, version, event name, new status, recent score ('' unless created or restored), the
+# number of (field, value) pairs and the pairs.
 _APPLY = """
 local prefix, kept = ARGV[1], tonumber(ARGV[2])
 local i = 4
@@ -36,7 +36,24 @@ while i <= #ARGV do
   i = first + 2 * count
   local key = prefix .. 'n:' .. id
   local current = tonumber(redis.call('HGET', key, 'version') or '0')
-  if current == version - 1 then
+  -- A notification restored from an archive comes back at its stream's version, whatever
+  -- came before: only a missing hash takes it.
+  local restored = score ~= '' and version > 1 and current == 0
+  if current == version - 1 and status == 'archived' then
+    -- It leaves the Redis models: its hash, its place among the recipient's recent ones,
+    -- its unread count and its status count; the event is still counted.
+    applied = applied + 1
+    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient')
+    local dashboard = prefix .. 'dashboard:' .. old[2]
+    redis.call('HINCRBY', dashboard, 'events:' .. name, 1)
+    redis.call('HINCRBY', dashboard, 'status:' .. old[1], -1)
+    if old[1] == 'sent' or old[1] == 'delivered' then
+      local unread = prefix .. 'unread:' .. old[2]
+      if redis.call('HINCRBY', unread, old[3], -1) <= 0 then redis.call('HDEL', unread, old[3]) end
+    end
+    redis.call('ZREM', prefix .. 'recent:' .. old[2] .. ':' .. old[3], id)
+    redis.call('DEL', key)
+  elseif current == version - 1 or restored then
     applied = applied + 1
     local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient')
     if count > 0 then redis.call('HSET', key, unpack(ARGV, first, first + 2 * count - 1)) end
@@ -127,8 +144,10 @@ class LiveModels:
         if change.created:
             fields += ["attempts", "0"]
         for column, value in change.fields.items():
-            fields += [column, text(value)]
-        recent = str(int(item.at.timestamp() * 1000)) if change.created else ""
+            if column != "created_position":  # the hash has no use for it
+                fields += [column, text(value)]
+        requested: datetime = change.fields.get("requested_at", item.at)
+        recent = str(int(requested.timestamp() * 1000)) if change.created else ""
         return [
             str(item.stream_id),
             item.version,

@@ -58,10 +58,14 @@ GRACE_S = 2.0
 DEADLOCK_RETRIES = 5
 RESET_CHECK_S = 1.0
 
+# An event is reflected when its notification's row has reached its version, or when the
+# notification was archived at or after it (its row is gone for good).
 _FRONTIER = (
-    "SELECT e.notification_id, coalesce(v.version >= e.originator_version, false)"  # noqa: S608
+    "SELECT e.notification_id,"  # noqa: S608
+    " coalesce(v.version >= e.originator_version, a.version >= e.originator_version, false)"
     f" FROM {EVENTS_TABLE} e LEFT JOIN notification_view v"
     " ON v.notification_id = e.originator_id"
+    " LEFT JOIN archived_notifications a ON a.notification_id = e.originator_id"
     " WHERE e.notification_id > %s AND split_part(e.topic, '@', 1) = ANY(%s)"
     " ORDER BY e.notification_id LIMIT %s"
 )

@@ -114,7 +114,7 @@ def replay(
                 seen[(getattr(event, "tenant_id", ""), type(event).__name__)] += 1
         items.sort(key=lambda item: (item.stream_id.int, item.version))
         with conn.transaction():
-            view.apply(conn, items)
+            view.apply(conn, items, live=False)
         position = int(rows[-1][0])
         done += len(rows)
         progress(done, max(done, total))
@@ -140,4 +140,4 @@ def replay_streams(
         event = codec.decode(topic, state)
         items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
     items.sort(key=lambda item: (item.stream_id.int, item.version))
-    view.apply(conn, items)
+    view.apply(conn, items, live=False)

@@ -16,7 +16,7 @@ Every event is therefore applied exactly once, however often it is delivered.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -129,33 +129,77 @@ class _Round:
     stats: Counter[StatsKey]
     opened: dict[tuple[UUID, int], Row]
     closed: dict[tuple[UUID, int], Row]
+    live: bool
+    archived_before: dict[UUID, int]  # notifications archived already, at which version
+    archived: dict[UUID, Row] = field(default_factory=dict)  # archived now: their last rows
+    restored: dict[UUID, int] = field(default_factory=dict)  # restored now: at which position
 
 
-def apply(conn: psycopg.Connection[Any], items: list[Applied]) -> set[str]:
+_ARCHIVED = (
+    "SELECT notification_id, version FROM archived_notifications"
+    " WHERE notification_id = ANY(%b) AND restored_position IS NULL"
+)
+_FORGET = "DELETE FROM notification_view WHERE notification_id = ANY(%b)"
+_FORGET_ATTEMPTS = "DELETE FROM notification_attempts WHERE notification_id = ANY(%b)"
+_TOMBSTONES = (
+    "INSERT INTO archived_notifications (notification_id, tenant_id, version, position,"
+    " archive, requested_at) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[],"
+    " %b::bigint[], %b::text[], %b::timestamptz[])"
+    " ON CONFLICT (notification_id) DO UPDATE SET version = EXCLUDED.version,"
+    " position = EXCLUDED.position, archive = EXCLUDED.archive, events_removed = false,"
+    " restored_position = NULL WHERE archived_notifications.version < EXCLUDED.version"
+)
+_RESTORED = (
+    "UPDATE archived_notifications a SET restored_position = r.position"
+    " FROM unnest(%b::uuid[], %b::bigint[]) AS r(notification_id, position)"
+    " WHERE a.notification_id = r.notification_id"
+)
+
+
+def apply(conn: psycopg.Connection[Any], items: list[Applied], *, live: bool = True) -> set[str]:
     """Apply `items` (in stream and version order) in the caller's transaction; returns the
-    tenants whose notifications changed."""
+    tenants whose notifications changed.
+
+    `live`: the projector's own tables, where an archived notification must never come
+    back, whatever is delivered again. A replay into a shadow or temporary tables passes
+    False: it starts empty and replays each notification whole.
+    """
     if not items:
         return set()
     ids = sorted({item.stream_id for item in items}, key=_uuid_order)
     locked = conn.execute(_LOCK, (ids,), binary=True).fetchall()
+    archived = dict(conn.execute(_ARCHIVED, (ids,), binary=True).fetchall()) if live else {}
     state = _Round(
         rows={row[0]: dict(zip(_NAMES, row, strict=True)) for row in locked},
         changed={},
         stats=Counter(),
         opened={},
         closed={},
+        live=live,
+        archived_before=archived,
     )
     for item in items:
         _apply_one(state, item)
     _write(conn, state)
-    return {row["tenant_id"] for row in state.changed.values()}
+    changed = [*state.changed.values(), *state.archived.values()]
+    return {row["tenant_id"] for row in changed}
 
 
 def _apply_one(state: _Round, item: Applied) -> None:
     change = item.change
+    if item.version <= state.archived_before.get(item.stream_id, 0):
+        return  # archived: its rows are gone for good
     row = state.changed.get(item.stream_id) or state.rows.get(item.stream_id)
+    if change.restored is not None:
+        if row is None:  # its earlier events may have left the log: its version is its own
+            _restore(state, item)
+        return
     if item.version != (row["version"] if row else 0) + 1:
         return  # repeated, stale, or after a gap
+    if change.archived is not None:
+        if row is not None:
+            _archive(state, item, row)
+        return
     if change.created:
         row = dict.fromkeys(_NAMES)
         row.update(
@@ -180,6 +224,47 @@ def _apply_one(state: _Round, item: Applied) -> None:
             state.stats[(tenant, day, old[1], old[0], priority)] -= 1
     if change.attempt is not None:
         _attempt(state, item, row)
+
+
+def _archive(state: _Round, item: Applied, row: Row) -> None:
+    """The notification leaves the read models: its row, its attempts, its statistics."""
+    state.changed.pop(item.stream_id, None)
+    state.rows.pop(item.stream_id, None)
+    for attempts in (state.opened, state.closed):
+        for key in [k for k in attempts if k[0] == item.stream_id]:
+            del attempts[key]
+    day = row["requested_at"].astimezone(UTC).date()
+    state.stats[(row["tenant_id"], day, row["channel"], row["status"], row["priority"])] -= 1
+    state.archived[item.stream_id] = {
+        **row,
+        "version": item.version,
+        "position": item.position,
+        "archive": item.change.archived,
+    }
+
+
+def _restore(state: _Round, item: Applied) -> None:
+    """The notification comes back from an archive as it was archived."""
+    change = item.change
+    row: Row = dict.fromkeys(_NAMES)
+    row.update(change.fields)
+    row.update(
+        notification_id=item.stream_id,
+        status=change.status,
+        updated_at=item.at,
+        version=item.version,
+        position=item.position,
+    )
+    state.changed[item.stream_id] = row
+    day = row["requested_at"].astimezone(UTC).date()
+    state.stats[(row["tenant_id"], day, row["channel"], row["status"], row["priority"])] += 1
+    for attempt in change.restored or ():
+        state.opened[(item.stream_id, attempt["attempt"])] = {
+            **attempt,
+            "notification_id": item.stream_id,
+            "tenant_id": row["tenant_id"],
+        }
+    state.restored[item.stream_id] = item.position
 
 
 def _attempt(state: _Round, item: Applied, row: Row) -> None:
@@ -225,6 +310,8 @@ def _columns(rows: list[Row], names: list[str]) -> list[list[Any]]:
 
 
 def _write(conn: psycopg.Connection[Any], state: _Round) -> None:
+    if state.archived:
+        _forget(conn, state)
     if state.changed:
         conn.execute(_STAGING)
         with conn.cursor().copy(_COPY) as copy:
@@ -249,6 +336,31 @@ def _write(conn: psycopg.Connection[Any], state: _Round) -> None:
         ]
         conn.execute(_CLOSE_ATTEMPTS, _columns(rows, names))
     _move_stats(conn, state.stats)
+    if state.restored and state.live:
+        back = sorted(state.restored, key=_uuid_order)
+        conn.execute(_RESTORED, (back, [state.restored[key] for key in back]))
+
+
+def _forget(conn: psycopg.Connection[Any], state: _Round) -> None:
+    """Archived notifications leave the tables; the live projection records where they went
+    (a replay into a shadow or temporary tables leaves that record alone)."""
+    gone = sorted(state.archived, key=_uuid_order)
+    conn.execute(_FORGET, (gone,))
+    conn.execute(_FORGET_ATTEMPTS, (gone,))
+    if not state.live:
+        return
+    rows = [state.archived[key] for key in gone]
+    conn.execute(
+        _TOMBSTONES,
+        (
+            gone,
+            [r["tenant_id"] for r in rows],
+            [r["version"] for r in rows],
+            [r["position"] for r in rows],
+            [r["archive"] for r in rows],
+            [r["requested_at"] for r in rows],
+        ),
+    )
 
 
 def _move_stats(conn: psycopg.Connection[Any], stats: Counter[StatsKey]) -> None:

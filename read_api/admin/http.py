@@ -19,6 +19,7 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from domain.identity.roles import Role
+from domain.retention import RetentionPolicy
 from infrastructure.auth.guard import allow
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
@@ -40,6 +41,7 @@ class Operations:
     # Per provider: mode, circuit state and call counts, all dispatchers together.
     provider_states: Callable[[], Awaitable[dict[str, dict[str, Any]]]]
     schedules: dict[str, str]  # each scheduled job's crontab fields, UTC
+    retention_defaults: RetentionPolicy  # for tenants without a policy of their own
 
 
 class Dashboard(msgspec.Struct, frozen=True):

@@ -23,6 +23,7 @@ from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
+from read_api.archived import raise_if_archived
 from read_api.viewing import Reader, Viewer
 
 AUDITORS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
@@ -50,6 +51,7 @@ class History(msgspec.Struct, frozen=True):
     tags=["audit"],
     operation_id="getNotificationHistory",
     summary="Every event of one notification, in order, from the event store.",
+    description="410 Gone, naming the archive, for a notification archived past retention.",
 )
 async def notification_history(
     notification_id: FromPath[UUID],
@@ -57,6 +59,7 @@ async def notification_history(
 ) -> History:
     tenant = viewer.tenant
     async with viewer.models.db.connection() as conn:
+        await raise_if_archived(conn, notification_id, tenant)
         rows = await (
             await conn.execute(
                 f"SELECT notification_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608

@@ -33,6 +33,7 @@ from infrastructure.auth.principal import Principal
 from infrastructure.metrics import LIST_CACHE, READ_CACHE
 from infrastructure.redis_keys import RECENT_KEPT
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
+from read_api.archived import raise_if_archived
 from read_api.viewing import Reader, ReadModels, Viewer
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
@@ -123,6 +124,8 @@ async def get_notification(
             (notification_id, tenant),
         )
         row = await cursor.fetchone()
+        if row is None:
+            await raise_if_archived(conn, notification_id, tenant)
     if row is None:
         raise NotFoundException(f"notification {notification_id} does not exist")
     view = NotificationView(*row)

@@ -1,7 +1,10 @@
-"""Helpers for calling a running API as different principals."""
+"""Helpers for calling a running API as different principals, and the `herald` CLI."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +36,18 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def herald(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `herald ARGS` against the servers of `settings`; never raises on its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "infrastructure.entrypoints.cli", *args],
+        env={**os.environ, **settings.to_environ()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def login(api_url: str, tenant: str, email: str, password: str = PASSWORD) -> httpx.Response:

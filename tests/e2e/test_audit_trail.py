@@ -162,6 +162,15 @@ def _request_export(w: Walk) -> tuple[str, str]:
     return w.call("POST", "/data-pipeline/exports", json=body)[1], w.admin.user_id
 
 
+def _set_retention(w: Walk) -> tuple[str, str]:
+    body = {"notifications_days": 60, "events_days": 400}
+    return w.call("PUT", "/data-pipeline/retention", json=body)[1], w.admin.user_id
+
+
+def _run_archival(w: Walk) -> tuple[str, str]:
+    return w.call("POST", "/data-pipeline/archive")[1], w.admin.user_id
+
+
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/auth/register"): _register,
     ("POST", "/auth/login"): _login,
@@ -179,6 +188,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/admin/notifications/{notification_id}/retry"): _retry,
     ("POST", "/admin/jobs/{name}/run"): _run_job,
     ("POST", "/data-pipeline/exports"): _request_export,
+    ("PUT", "/data-pipeline/retention"): _set_retention,
+    ("POST", "/data-pipeline/archive"): _run_archival,
 }
 
 

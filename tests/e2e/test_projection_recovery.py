@@ -6,8 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,6 +33,7 @@ from infrastructure.migrations import migrate
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings
 from tests.conftest import on_own_database
+from tests.e2e.conftest import herald
 from tests.kafka_helpers import eventually
 
 Step = Callable[[Notification, datetime], list[NotificationEvent]]
@@ -153,17 +152,6 @@ def _projecting(settings: Settings, database_url: str) -> Iterator[None]:
         supervisor.start(role_spec("projector", settings))
         eventually(lambda: _caught_up(database_url), 60, "the projection to reach the head")
         yield
-
-
-def herald(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "infrastructure.entrypoints.cli", *args],
-        env={**os.environ, **settings.to_environ()},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _verified(settings: Settings) -> str:

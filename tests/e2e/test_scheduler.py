@@ -35,7 +35,9 @@ NEVER = "0 0 1 1 *"  # once a year: a job the test does not want firing
 
 def _settings(stack: Settings, database_url: str, cleanup: str = NEVER) -> Settings:
     own = on_own_database(stack, database_url)
-    schedules = f"cleanup={cleanup}; warm-read-models={NEVER}; verify-sample={NEVER}"
+    schedules = (
+        f"archive={NEVER}; cleanup={cleanup}; warm-read-models={NEVER}; verify-sample={NEVER}"
+    )
     return msgspec.structs.replace(own, job_schedules=schedules, scheduler_poll_s=0.5)
 
 
@@ -157,12 +159,19 @@ def test_a_job_run_by_hand_is_audited_and_shows_in_the_job_list(  # noqa: PLR091
     cleanup = next(j for j in listed if j["name"] == "cleanup")
     assert run_id in [r["run_id"] for r in cleanup["pending"]]
     assert cleanup["next_run"] is not None
-    assert {j["name"] for j in listed} == {"cleanup", "warm-read-models", "verify-sample"}
+    assert {j["name"] for j in listed} == {
+        "archive",
+        "cleanup",
+        "warm-read-models",
+        "verify-sample",
+    }
 
     assert stack.database_url is not None
     settings = msgspec.structs.replace(
         api_settings,
-        job_schedules=f"cleanup={NEVER}; warm-read-models={NEVER}; verify-sample={NEVER}",
+        job_schedules=(
+            f"archive={NEVER}; cleanup={NEVER}; warm-read-models={NEVER}; verify-sample={NEVER}"
+        ),
         scheduler_poll_s=0.5,
     )
     with _schedulers(settings, 1, tmp_path):

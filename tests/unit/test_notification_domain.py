@@ -14,10 +14,16 @@ from domain.errors import DomainError, InvalidValueError
 from domain.notifications import notification as notifications
 from domain.notifications.events import (
     NOTIFICATION_EVENTS,
+    ArchivedNotification,
     NotificationDelivered,
     NotificationEvent,
 )
-from domain.notifications.notification import TRANSITIONS, IllegalTransitionError, Notification
+from domain.notifications.notification import (
+    TRANSITIONS,
+    IllegalTransitionError,
+    Notification,
+    Status,
+)
 from domain.notifications.values import (
     MAX_BODY_BYTES,
     MAX_METADATA_KEYS,
@@ -297,3 +303,58 @@ def test_a_fallback_hop_moves_to_the_address_given_for_that_channel() -> None:
     n = _apply(n, notifications.record_failure(n, reason="gone", permanent=True, at=NOW))
     n = _apply(n, notifications.fall_back(n, at=NOW))
     assert (n.channel, n.recipient, n.attempt) == (Channel.SMS, RECIPIENTS[Channel.SMS], 0)
+
+
+def _held(n: Notification) -> ArchivedNotification:
+    return ArchivedNotification(
+        channel=n.channel,
+        recipient=n.recipient,
+        priority=n.priority,
+        status=n.status,
+        attempts=n.attempt,
+        last_error=None,
+        provider=n.provider,
+        provider_message_id=n.provider_message_id,
+        send_at=None,
+        requested_at=NOW,
+        scheduled_at=None,
+        dispatched_at=NOW,
+        sent_at=NOW,
+        delivered_at=None,
+        opened_at=None,
+        failed_at=None,
+        cancelled_at=None,
+        dead_lettered_at=None,
+        created_position=1,
+    )
+
+
+def test_only_a_final_notification_is_archived() -> None:
+    with pytest.raises(IllegalTransitionError, match="requested"):
+        notifications.archive(tenant_id="t", status=Status.REQUESTED, archive_path="a", at=NOW)
+    archived = notifications.archive(tenant_id="t", status=Status.SENT, archive_path="a", at=NOW)
+    n = _apply(_sent(), [archived])
+    assert (n.status, n.version) == (Status.ARCHIVED, 4)
+
+
+def test_a_restored_notification_is_a_record_whether_or_not_its_events_remain() -> None:
+    sent = _sent()
+    archived = notifications.archive(tenant_id="t", status=sent.status, archive_path="a", at=NOW)
+    n = _apply(sent, [archived])
+    back = notifications.restore(
+        tenant_id="t", archived_version=n.version, held=_held(sent), archive_path="a", at=NOW
+    )
+    with_history = _apply(n, [back])
+    # Its earlier events gone with retention, the stream holds the restore alone.
+    alone = notifications.replay(sent.id, [back])
+    for restored in (with_history, alone):
+        assert (restored.status, restored.version, restored.restored) == ("sent", 5, True)
+        assert restored.recipient == sent.recipient
+        with pytest.raises(IllegalTransitionError, match="restored"):
+            notifications.record_delivered(restored, at=NOW)
+        assert notifications.erase(restored, by="x", at=NOW)
+    stale = notifications.restore(
+        tenant_id="t", archived_version=2, held=_held(sent), archive_path="a", at=NOW
+    )
+    with pytest.raises(IllegalTransitionError, match="version 3"):
+        _apply(n, [stale])

@@ -1,0 +1,1 @@
+"""Retention: each tenant's policy, and archival past it."""

@@ -1,0 +1,1 @@
+"""Retention and archives as their tenant's admins see them."""
