@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from infrastructure.devstack import prepare_servers, start_servers
-from infrastructure.devstack.dev import with_dev_signing_key
+from infrastructure.devstack.dev import with_dev_secrets
 from infrastructure.devstack.servers import ProcessSpec, free_port, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import configure_logging
@@ -41,7 +41,7 @@ def servers() -> Iterator[Settings]:
     configure_logging(msgspec.structs.replace(configured, log_level="warning"))
     with tempfile.TemporaryDirectory(prefix="herald-perf-") as scratch, Supervisor() as supervisor:
         data_dir = Path(scratch)
-        settings = with_dev_signing_key(start_servers(configured, supervisor, data_dir), data_dir)
+        settings = with_dev_secrets(start_servers(configured, supervisor, data_dir), data_dir)
         prepare_servers(settings)
         yield settings
 

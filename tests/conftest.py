@@ -22,6 +22,7 @@ from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Secret, Settings, load_settings
 
 TEST_SIGNING_KEY = "test-signing-key-" + "k" * 32
+TEST_MASTER_KEY = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLWxvbmc"  # 32 bytes, base64
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     configured = load_settings(env_file=None)
     if configured.jwt_secret is None:
         configured = msgspec.structs.replace(configured, jwt_secret=Secret(TEST_SIGNING_KEY))
+    if configured.master_key is None:
+        configured = msgspec.structs.replace(configured, master_key=Secret(TEST_MASTER_KEY))
     data = tmp_path_factory.mktemp("stack")
     # The sandbox's provider credentials and the templates live in the dev directory.
     configured = msgspec.structs.replace(configured, dev_dir=str(data / "dev"))

@@ -92,7 +92,9 @@ class ExportJobs:
                     if row is None or row[2] not in {"pending", "running"}:
                         continue  # finished meanwhile by whoever held the lock before
                     spec = msgspec.convert(row[0], ExportSpec)
-                    about = meta.decode(bytes(row[1]) if row[1] is not None else None)
+                    # Opened, so that the completion is sealed afresh like any metadata.
+                    raw = bytes(row[1]) if row[1] is not None else None
+                    about = self._store.codec.decode_meta(raw)
                     self._write(conn, export_id, spec, about)
                     done += 1
                 finally:

@@ -55,6 +55,17 @@ from domain.notifications.values import (
     check_send_at,
 )
 
+RECIPIENT_PLACEHOLDER = "[recipient]"
+
+
+def without_addresses(n: Notification, text: str) -> str:
+    """`text` (a provider's error, say) with the notification's addresses taken out: error
+    texts often quote them, and an error is kept where an address would have to be sealed."""
+    for address in {n.recipient, *n.fallback_recipients.values()}:
+        if address:
+            text = text.replace(address, RECIPIENT_PLACEHOLDER)
+    return text
+
 
 def _decided(n: Notification, event: NotificationEvent) -> list[NotificationEvent]:
     check_transition(n, event)
@@ -168,7 +179,7 @@ def record_failure(
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
         attempt=n.attempt,
-        reason=reason,
+        reason=without_addresses(n, reason),
         permanent=permanent,
     )
     return _decided(n, event)
@@ -205,7 +216,10 @@ def fall_back(n: Notification, *, at: datetime) -> list[NotificationEvent]:
 
 def dead_letter(n: Notification, *, reason: str, at: datetime) -> list[NotificationEvent]:
     event = NotificationDeadLettered(
-        at=at, tenant_id=n.tenant_id, correlation_id=n.correlation_id, reason=reason
+        at=at,
+        tenant_id=n.tenant_id,
+        correlation_id=n.correlation_id,
+        reason=without_addresses(n, reason),
     )
     return _decided(n, event)
 
@@ -246,7 +260,7 @@ def record_bounced(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
-        reason=reason,
+        reason=without_addresses(n, reason),
         provider_event_id=provider_event_id,
     )
     return _decided(n, event)

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NoReturn
@@ -24,6 +24,7 @@ from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.servers import ProcessSpec, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import get_logger
+from infrastructure.privacy.master import generate_master_key
 from infrastructure.providers.sandbox import provider_modes
 from infrastructure.settings import Secret, Settings, SettingsError, redact_url
 
@@ -70,19 +71,31 @@ def exclusive_dev_dir(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def with_dev_signing_key(settings: Settings, data_dir: Path) -> Settings:
-    """Settings with a JWT signing key: the configured one, or one kept in the dev directory.
+def with_dev_secrets(settings: Settings, data_dir: Path) -> Settings:
+    """Settings with a JWT signing key and a master key: the configured ones, or ones kept
+    in the dev directory.
 
-    Keeping it on disk means tokens survive a restart of `herald dev`, as they would in
-    production, without anyone having to invent a secret first.
+    Keeping them on disk means tokens, and the personal data sealed under the master key,
+    survive a restart of `herald dev`, as they would in production, without anyone having
+    to invent a secret first.
     """
-    if settings.jwt_secret is not None:
-        return settings
-    path = data_dir / "jwt-secret"
+    if settings.jwt_secret is None:
+        settings = msgspec.structs.replace(
+            settings,
+            jwt_secret=Secret(_kept(data_dir / "jwt-secret", lambda: secrets.token_urlsafe(48))),
+        )
+    if settings.master_key is None:
+        settings = msgspec.structs.replace(
+            settings, master_key=Secret(_kept(data_dir / "master-key", generate_master_key))
+        )
+    return settings
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
         path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
-    return msgspec.structs.replace(settings, jwt_secret=Secret(path.read_text().strip()))
+        path.write_text(make())
+    return path.read_text().strip()
 
 
 _SERVER_VARIABLES = ("HERALD_DATABASE_URL", "HERALD_REDIS_URL", "HERALD_KAFKA_BOOTSTRAP")
@@ -96,10 +109,11 @@ def _write_stack_file(data_dir: Path, settings: Settings) -> None:
 
 
 def with_running_dev_stack(settings: Settings) -> Settings:
-    """Fill unset server URLs from a `herald dev` running on HERALD_DEV_DIR, if there is one.
+    """Fill unset server URLs (and secrets) from a `herald dev` running on HERALD_DEV_DIR,
+    if there is one.
 
     This lets `herald migrate` or `herald users create-admin` in a second terminal reach
-    the servers `herald dev` started, without copying their URLs by hand.
+    the servers `herald dev` started, and seal as it does, without copying anything by hand.
     """
     path = settings.dev_path / STACK_FILE
     if settings.database_url and settings.redis_url and settings.kafka_bootstrap:
@@ -107,12 +121,13 @@ def with_running_dev_stack(settings: Settings) -> Settings:
     if not path.is_file() or not _dev_dir_in_use(settings.dev_path):
         return settings
     found = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return msgspec.structs.replace(
+    running = msgspec.structs.replace(
         settings,
         database_url=settings.database_url or Secret(found["HERALD_DATABASE_URL"]),
         redis_url=settings.redis_url or Secret(found["HERALD_REDIS_URL"]),
         kafka_bootstrap=settings.kafka_bootstrap or found["HERALD_KAFKA_BOOTSTRAP"],
     )
+    return with_dev_secrets(running, settings.dev_path)
 
 
 def _dev_dir_in_use(data_dir: Path) -> bool:
@@ -187,7 +202,7 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
         signal.signal(signal.SIGTERM, _raise_stop)
         supervisor = Supervisor()
         try:
-            full = with_dev_signing_key(start_servers(settings, supervisor, data_dir), data_dir)
+            full = with_dev_secrets(start_servers(settings, supervisor, data_dir), data_dir)
             full = with_dev_public_url(full)
             prepare_servers(full)
             if "sandbox" in provider_modes(full).values():

@@ -28,7 +28,7 @@ def read_password() -> str:
 
 def create_admin(settings: Settings, database_url: str, *, email: str, tenant: str) -> UUID:
     password = read_password()
-    store = EventStore(database_url, catalog.codec(), pool_size=1)
+    store = EventStore(database_url, catalog.codec_for(settings), pool_size=1)
     try:
         command = RegisterUser(
             tenant_id=tenant,

@@ -83,7 +83,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
     client = aioredis.Redis.from_url(
         redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
     )
-    codec = catalog.codec()
+    codec = catalog.codec_for(settings)
     # Identity commands are rare next to notifications, which go through the writer.
     store = EventStore(database_url, codec, pool_size=2)
     writer = GroupCommitWriter(database_url, codec)

@@ -59,7 +59,9 @@ def verify(settings: Settings) -> ArchiveCheck:
 def restore(settings: Settings, file: str) -> Restored:
     database_url, _, _ = require_servers(settings)
     restoring = Restore(
-        database_url=database_url, codec=catalog.codec(), files=ArchiveFiles(settings.archive_path)
+        database_url=database_url,
+        codec=catalog.codec_for(settings),
+        files=ArchiveFiles(settings.archive_path),
     )
     who = _operator()
     about = meta.EventMeta(actor=who, actor_kind="cli", request_id=uuid.uuid4().hex)

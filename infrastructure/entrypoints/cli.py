@@ -20,6 +20,7 @@ from infrastructure.settings import (
     Settings,
     SettingsError,
     load_settings,
+    require_master_key,
     require_servers,
 )
 
@@ -192,6 +193,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         if args.command == "dev":
             run_dev(settings)
         elif args.command == "serve":
+            # Every role seals or opens personal data: none starts without the master key.
+            require_servers(settings)
+            require_master_key(settings)
             ROLES[args.role](settings)
         else:
             _ON_SERVERS[args.command](args, settings)

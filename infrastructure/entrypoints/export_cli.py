@@ -31,7 +31,7 @@ from projections.exports.exporter import open_export
 def export(settings: Settings, spec: ExportSpec, out: Path) -> Manifest:
     """Write the export to `out` (atomically: whole, or not at all) and its manifest beside it."""
     database_url, _, _ = require_servers(settings)
-    codec = catalog.codec()
+    codec = catalog.codec_for(settings)
     partial = out.with_name(out.name + ".partial")
     store = EventStore(database_url, codec, pool_size=1)
     request = meta.request(ip=None, user_agent="herald export", request_id=uuid.uuid4().hex)

@@ -26,7 +26,7 @@ from projections.notifications.warming import warm_status_hashes
 
 def scheduled_jobs(settings: Settings) -> dict[str, Job]:
     database_url, redis_url, _ = require_servers(settings)
-    codec = catalog.codec()
+    codec = catalog.codec_for(settings)
 
     archival = archival_for(settings)
 
@@ -80,7 +80,7 @@ def archival_for(settings: Settings) -> Archival:
     database_url, _, _ = require_servers(settings)
     return Archival(
         database_url=database_url,
-        codec=catalog.codec(),
+        codec=catalog.codec_for(settings),
         files=ArchiveFiles(settings.archive_path),
         default_retention=settings.default_retention,
     )
@@ -90,7 +90,7 @@ def archival_for(settings: Settings) -> Archival:
 def polled_work(settings: Settings) -> Iterator[list[Callable[[], object]]]:
     """What each scheduler poll also does: write waiting export jobs."""
     database_url, _, _ = require_servers(settings)
-    codec = catalog.codec()
+    codec = catalog.codec_for(settings)
     store = EventStore(database_url, codec, pool_size=1)
     exports = ExportJobs(
         database_url=database_url,

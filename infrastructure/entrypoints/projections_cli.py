@@ -70,13 +70,13 @@ def verify(settings: Settings, name: str) -> bool:
     database_url, redis_url, _ = require_servers(settings)
     with _bar(f"replaying {name}") as progress:
         if name == "audit":
-            report = audit_verify.verify(database_url, catalog.codec(), progress)
+            report = audit_verify.verify(database_url, catalog.codec_for(settings), progress)
         else:
             report = verify_model.verify(
                 database_url,
                 redis_url,
                 namespace=settings.namespace,
-                codec=catalog.codec(),
+                codec=catalog.codec_for(settings),
                 names=list(catalog.NOTIFICATION_EVENT_NAMES),
                 progress=progress,
             )
@@ -104,7 +104,7 @@ def rebuild(settings: Settings, name: str) -> None:
     with _bar(f"rebuilding {name}") as progress:
         position = rebuild_model.rebuild(
             database_url,
-            catalog.codec(),
+            catalog.codec_for(settings),
             list(catalog.NOTIFICATION_EVENT_NAMES),
             progress=progress,
             redis_target=(redis_url, settings.namespace),

@@ -80,11 +80,11 @@ def serve_projector(settings: Settings) -> None:
 
     database_url, _, _ = require_servers(settings)
     stop = _stop_on_signals()
-    audit = AuditProjection(database_url, catalog.codec())
+    audit = AuditProjection(database_url, catalog.codec_for(settings))
     auditing = threading.Thread(target=audit.run, args=(stop,), name="audit-projection")
     auditing.start()
     projector = NotificationsProjector(
-        settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
+        settings, catalog.codec_for(settings), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
     try:
         projector.run(stop)
@@ -103,7 +103,7 @@ def serve_dispatcher(settings: Settings) -> None:
 
     require_servers(settings)
     stop = _stop_on_signals()
-    codec = catalog.codec()
+    codec = catalog.codec_for(settings)
     dispatcher = Dispatcher(settings, codec, build_providers(settings))
     queue = DispatchQueueProjection(settings, codec, on_due=dispatcher.wake)
     consumer = threading.Thread(target=queue.run, args=(stop,), name="dispatch-queue")

@@ -3,16 +3,23 @@
 A stored event's topic is `Name@version` (for example `UserRegistered@1`). Decoding an
 older version runs the event class's upcasters over the plain data first, so the current
 class always gets the current shape. Renamed classes keep loading through aliases.
+
+With a `Sealer`, personal fields are sealed under their subject's key as events (and their
+metadata) are encoded, and opened as they are decoded: see `sealer.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
 from domain.events import DomainEvent
+from infrastructure.eventstore import meta
+from infrastructure.eventstore.meta import EventMeta
+from infrastructure.eventstore.sealer import SEALED_MARK, Sealer
 
 
 class UnknownEventError(LookupError):
@@ -24,7 +31,9 @@ class EventCodec:
         self,
         event_types: Iterable[type[DomainEvent]],
         aliases: dict[str, type[DomainEvent]] | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
+        self.sealer = sealer
         self._types: dict[str, type[DomainEvent]] = {t.__name__: t for t in event_types}
         self._types.update(aliases or {})
         self._encoder = msgspec.msgpack.Encoder()
@@ -35,10 +44,65 @@ class EventCodec:
     def topic(event: DomainEvent) -> str:
         return f"{type(event).__name__}@{event.version}"
 
-    def encode(self, event: DomainEvent) -> tuple[str, bytes]:
+    def encode(self, event: DomainEvent, stream_id: UUID | None = None) -> tuple[str, bytes]:
+        """The topic and bytes of `event`, its personal fields sealed (given its stream)."""
+        if self.sealer is not None and stream_id is not None:
+            event = self.sealer.seal(stream_id, event)
         return self.topic(event), self._encoder.encode(event)
 
+    def prepare(
+        self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None
+    ) -> bool:
+        """Whether encoding `items` (and `about`) needs keys this process has not cached;
+        `prepare_keys` then fetches them (I/O). Without a sealer, never."""
+        if self.sealer is None:
+            return False
+        return not self.sealer.ready(self.sealer.subjects(items, about))
+
+    def prepare_keys(
+        self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None
+    ) -> None:
+        if self.sealer is not None:
+            self.sealer.prepare(self.sealer.subjects(items, about))
+
+    def encode_meta(
+        self, about: EventMeta | None, items: Sequence[tuple[UUID, DomainEvent]]
+    ) -> bytes | None:
+        """The metadata to store with `items`, its client address and user agent sealed."""
+        if self.sealer is not None:
+            about = self.sealer.seal_meta(about, items)
+        return meta.encode(about)
+
+    def decode_meta(self, raw: bytes | None) -> EventMeta | None:
+        about = meta.decode(raw)
+        if about is None or self.sealer is None or SEALED_MARK not in (raw or b""):
+            return about
+        return self.sealer.open_meta(about)
+
     def decode(self, topic: str, state: bytes) -> DomainEvent:
+        event = self._decode(topic, state)
+        if self.sealer is not None and SEALED_MARK in state:
+            return self.sealer.open_many([event])[0]
+        return event
+
+    def keys_missing(self, states: Sequence[bytes]) -> bool:
+        """Whether decoding `states` would fetch keys (I/O): async callers then decode in a
+        worker thread."""
+        return self.sealer is not None and self.sealer.keys_missing(states)
+
+    def decode_many(self, items: Sequence[tuple[str, bytes]]) -> list[DomainEvent]:
+        """Decode many events, fetching the keys their sealed fields need in one round trip."""
+        events = [self._decode(topic, state) for topic, state in items]
+        if self.sealer is None:
+            return events
+        sealed = [i for i, (_, state) in enumerate(items) if SEALED_MARK in state]
+        if sealed:
+            opened = self.sealer.open_many([events[i] for i in sealed])
+            for index, event in zip(sealed, opened, strict=True):
+                events[index] = event
+        return events
+
+    def _decode(self, topic: str, state: bytes) -> DomainEvent:
         name, _, version_text = topic.partition("@")
         event_type = self._types.get(name)
         if event_type is None:

@@ -52,12 +52,16 @@ def append_unless_moved(
     metadata bound now (see `meta`)."""
     if not appends:
         return {}
+    pairs = [(a.stream_id, a.event) for a in appends]
+    bound = meta.current()
+    codec.prepare_keys(pairs, bound)  # before the lock: it may make keys
+    about = codec.encode_meta(bound, pairs)
+    encoded = [codec.encode(a.event, a.stream_id) for a in appends]
     conn.execute(APPEND_LOCK)
-    encoded = [codec.encode(a.event) for a in appends]
     rows = conn.execute(
         _APPEND,
         (
-            meta.encoded(),
+            about,
             [a.stream_id for a in appends],
             [a.version for a in appends],
             [topic for topic, _ in encoded],

@@ -46,7 +46,10 @@ def current() -> EventMeta | None:
 
 def encoded() -> bytes | None:
     """What to store with the events appended now; None outside any request or command."""
-    meta = _current.get()
+    return encode(_current.get())
+
+
+def encode(meta: EventMeta | None) -> bytes | None:
     return None if meta is None else _encode(meta)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,14 @@ async def load_stream(
 ) -> list[DomainEvent]:
     async with pool.connection() as conn:
         rows = await (await conn.execute(_SELECT, (stream_id,))).fetchall()
-    return [codec.decode(topic, bytes(state)) for _, topic, state in rows]
+    return await decoded(codec, [(topic, bytes(state)) for _, topic, state in rows])
+
+
+async def decoded(codec: EventCodec, items: list[tuple[str, bytes]]) -> list[DomainEvent]:
+    """`items` decoded; in a worker thread when their sealed fields need keys fetched."""
+    if codec.keys_missing([state for _, state in items]):
+        return await asyncio.to_thread(codec.decode_many, items)
+    return codec.decode_many(items)
 
 
 _SELECT_MANY = (
@@ -40,6 +48,8 @@ async def load_streams(
         return {}
     streams: dict[UUID, list[DomainEvent]] = {}
     cursor = await conn.execute(_SELECT_MANY, (stream_ids,), binary=True)
-    async for stream_id, topic, state in cursor:
-        streams.setdefault(stream_id, []).append(codec.decode(topic, bytes(state)))
+    rows = await cursor.fetchall()
+    events = await decoded(codec, [(topic, bytes(state)) for _, topic, state in rows])
+    for (stream_id, _, _), event in zip(rows, events, strict=True):
+        streams.setdefault(stream_id, []).append(event)
     return streams

@@ -115,12 +115,16 @@ class EventStore:
         """Record `events` after version `expected_version`; return their global positions.
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
+        bound = meta.current()
+        pairs = [(stream_id, event) for event in events]
+        self.codec.prepare_keys(pairs, bound)
+        about = self.codec.encode_meta(bound, pairs)
         stored = []
         for offset, event in enumerate(events, start=1):
-            topic, state = self.codec.encode(event)
+            topic, state = self.codec.encode(event, stream_id)
             stored.append(StoredEvent(stream_id, expected_version + offset, topic, state))
         try:
-            positions = self._recorder.insert_events(stored, writes=writes, meta=meta.encoded())
+            positions = self._recorder.insert_events(stored, writes=writes, meta=about)
         except IntegrityError as exc:
             cause = exc.__cause__
             constraint = cause.diag.constraint_name if isinstance(cause, psycopg.Error) else None
@@ -130,11 +134,11 @@ class EventStore:
         return list(positions or [])
 
     def load(self, stream_id: UUID) -> list[Recorded]:
+        stored = self._recorder.select_events(stream_id)
+        events = self.codec.decode_many([(s.topic, s.state) for s in stored])
         return [
-            Recorded(
-                stream_id, stored.originator_version, self.codec.decode(stored.topic, stored.state)
-            )
-            for stored in self._recorder.select_events(stream_id)
+            Recorded(stream_id, s.originator_version, event)
+            for s, event in zip(stored, events, strict=True)
         ]
 
     def close(self) -> None:

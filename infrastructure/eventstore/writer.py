@@ -124,11 +124,16 @@ class GroupCommitWriter:
         """Commit all `appends` together (all or nothing); returns their events' positions.
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
-        about = meta.encoded()
+        bound = meta.current()
+        pairs = [(append.stream_id, event) for append in appends for event in append.events]
+        if self._codec.prepare(pairs, bound):
+            # Keys for subjects this process has not sealed for lately: one round trip.
+            await asyncio.to_thread(self._codec.prepare_keys, pairs, bound)
+        about = self._codec.encode_meta(bound, pairs)
         rows: list[Row] = []
         for append in appends:
             for offset, event in enumerate(append.events, start=1):
-                topic, state = self._codec.encode(event)
+                topic, state = self._codec.encode(event, append.stream_id)
                 rows.append(
                     (append.stream_id, append.expected_version + offset, topic, state, about)
                 )

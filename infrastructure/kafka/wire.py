@@ -9,6 +9,7 @@ deduplicate by), `event_id` (`stream:version`), `tenant`, and `correlation_id` a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -116,23 +117,31 @@ class Published:
     event: DomainEvent
 
 
-def decode_published(message: Message, codec: EventCodec) -> Published | None:
-    """The event a consumed message carries; None for a broker error (logged unless it only
+def decode_published(messages: Sequence[Message], codec: EventCodec) -> list[Published | None]:
+    """The event each consumed message carries (decoded together, so the keys of their
+    sealed fields come in one round trip); None for a broker error (logged unless it only
     marks the end of a partition) or a message without a value, which the relay never sends."""
-    error = message.error()
-    if error is not None:
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("kafka consumer error", error=str(error))
-        return None
-    value = message.value()
-    if value is None:
-        log.warning("kafka message without a value skipped", offset=message.offset())
-        return None
-    headers = header_values(message)
-    name = headers["event_type"]
-    stream, _, version = headers["event_id"].rpartition(":")
-    event = codec.decode(f"{name}@{headers['schema_version']}", value)
-    return Published(name, UUID(stream), int(version), int(headers["position"]), event)
+    found: list[tuple[int, str, str, str, str, bytes]] = []  # index, name, id, position, ...
+    for index, message in enumerate(messages):
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka consumer error", error=str(error))
+            continue
+        value = message.value()
+        if value is None:
+            log.warning("kafka message without a value skipped", offset=message.offset())
+            continue
+        headers = header_values(message)
+        name = headers["event_type"]
+        topic = f"{name}@{headers['schema_version']}"
+        found.append((index, name, headers["event_id"], headers["position"], topic, value))
+    events = codec.decode_many([(topic, value) for *_, topic, value in found])
+    decoded: list[Published | None] = [None] * len(messages)
+    for (index, name, event_id, position, _, _), event in zip(found, events, strict=True):
+        stream, _, version = event_id.rpartition(":")
+        decoded[index] = Published(name, UUID(stream), int(version), int(position), event)
+    return decoded
 
 
 def next_batch(consumer: Consumer, most: int, timeout: float) -> list[Message]:

@@ -4,7 +4,7 @@ The fields are declared by area (`service`, `access`, `providers`, `dispatch`); 
 holds them all. Every module receives a `Settings` instance; none reads `os.environ`.
 """
 
-from infrastructure.settings.access import require_signing_key
+from infrastructure.settings.access import require_master_key, require_signing_key
 from infrastructure.settings.loading import describe, env_example, load_settings
 from infrastructure.settings.model import SECRET_FIELDS, Settings
 from infrastructure.settings.providers import PROVIDERS
@@ -32,6 +32,7 @@ __all__ = [
     "load_settings",
     "parse_per_key",
     "redact_url",
+    "require_master_key",
     "require_servers",
     "require_signing_key",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from infrastructure.privacy.master import parse_master_key
 from infrastructure.rate_limit import parse_tiers
 from infrastructure.settings.service import ServiceSettings
 from infrastructure.settings.values import (
@@ -41,6 +42,23 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
             "Comma-separated retired signing keys, still accepted for verification during a "
             "rotation (tokens name their key by kid).",
             "an-older-secret-that-was-also-32-bytes-long-or-more",
+        ),
+    ] = None
+    master_key: Annotated[
+        Secret | None,
+        setting(
+            "The master key (32 bytes, base64) that wraps every data subject's key; personal "
+            "data is sealed under those. Unset in dev: `herald dev` generates one and keeps it "
+            "in HERALD_DEV_DIR. Keep it apart from the database's backups.",
+            "q3Bv2V0xS1mYg8o7d2k5Jf4Zc6Hn9Rw0Lt1Ea3Ui8Ps",
+        ),
+    ] = None
+    master_key_previous: Annotated[
+        Secret | None,
+        setting(
+            "Comma-separated retired master keys, still accepted for unwrapping data keys "
+            "during a rotation (`herald gdpr rewrap` moves every key to HERALD_MASTER_KEY).",
+            "Zk0PqW3e7Rt9Yu2Io5Pa8Sd1Fg4Hj6Kl3Zx0Cv7Bn2M",
         ),
     ] = None
     jwt_issuer: Annotated[
@@ -121,6 +139,15 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
                     f"must be at least {MIN_SECRET_BYTES} bytes",
                     example_of(AccessSettings, name),
                 )
+        for name in ("master_key", "master_key_previous"):
+            secret = getattr(self, name)
+            for part in secret.reveal().split(",") if secret is not None else []:
+                try:
+                    parse_master_key(part)
+                except ValueError as exc:
+                    raise SettingsError(
+                        env_name(name), str(exc), example_of(AccessSettings, name)
+                    ) from None
         for name in TIER_SETTINGS:
             try:
                 parse_tiers(getattr(self, name))
@@ -145,6 +172,16 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+def require_master_key(settings: AccessSettings) -> None:
+    if settings.master_key is None:
+        raise SettingsError(
+            "HERALD_MASTER_KEY",
+            "is not set; personal data cannot be sealed or opened without it",
+            hint="generate one with: python3 -c 'import base64,os;"
+            " print(base64.urlsafe_b64encode(os.urandom(32)).decode())'",
+        )
 
 
 def require_signing_key(settings: AccessSettings) -> None:

@@ -53,12 +53,17 @@ def audited_after(
     """The audited events among the next BATCH after `after` (up to `upto`), and the last
     position read; `after` itself when there was nothing more."""
     rows = conn.execute(_READ, (after, upto, BATCH), binary=True).fetchall()
-    found = []
+    kept = []
     for position, stream_id, topic, state, raw_meta in rows:
         name = topic.partition("@")[0]
-        about = meta.decode(bytes(raw_meta) if raw_meta is not None else None)
-        if audited(name, about):
-            found.append(Logged(position, stream_id, name, codec.decode(topic, state), about))
+        raw = bytes(raw_meta) if raw_meta is not None else None
+        if audited(name, meta.decode(raw)):  # by roles and names, which are never sealed
+            kept.append((position, stream_id, name, topic, state, raw))
+    events = codec.decode_many([(topic, state) for _, _, _, topic, state, _ in kept])
+    found = [
+        Logged(position, stream_id, name, event, codec.decode_meta(raw))
+        for (position, stream_id, name, _, _, raw), event in zip(kept, events, strict=True)
+    ]
     return found, int(rows[-1][0]) if rows else after
 
 

@@ -89,8 +89,9 @@ class DispatchQueueProjection:
     ) -> None:
         effects: dict[UUID, tuple[int, Effect]] = {}
         dead: list[tuple[Published, NotificationDeadLettered, Any]] = []
-        for message in messages:
-            published = decode_published(message, self._codec)
+        for message, published in zip(
+            messages, decode_published(messages, self._codec), strict=True
+        ):
             if published is None:
                 continue
             event, stream_id, version = published.event, published.stream_id, published.version

@@ -72,8 +72,10 @@ def _batches(
         cursor.execute(_EVENTS, (spec.tenant, position, position), binary=True)
         while fetched := cursor.fetchmany(BATCH):
             rows: list[Row] = []
-            for at_position, stream_id, version, topic, state in fetched:
-                event = codec.decode(topic, bytes(state))
+            events = codec.decode_many([(topic, bytes(state)) for *_, topic, state in fetched])
+            for (at_position, stream_id, version, topic, _), event in zip(
+                fetched, events, strict=True
+            ):
                 if spec.start is not None and event.at < spec.start:
                     continue
                 if spec.end is not None and event.at >= spec.end:

@@ -167,8 +167,9 @@ class NotificationsProjector:
 
     def _decode(self, messages: list[Message]) -> list[_Item]:
         items = []
-        for message in messages:
-            published = decode_published(message, self._codec)
+        for message, published in zip(
+            messages, decode_published(messages, self._codec), strict=True
+        ):
             if published is None:
                 continue
             event = published.event
@@ -286,9 +287,9 @@ class NotificationsProjector:
 
     def _catch_up(self, conn: psycopg.Connection[Any], live: LiveModels) -> None:
         rows = read_after(conn, self._frontier, self._names, BATCH)
+        events = self._codec.decode_many([(topic, state) for *_, topic, state in rows])
         items = []
-        for position, stream_id, version, topic, state in rows:
-            event = self._codec.decode(topic, state)
+        for (position, stream_id, version, _, _), event in zip(rows, events, strict=True):
             applied = Applied(change_for(event), stream_id, version, position, event.at)
             items.append(_Item(applied, type(event).__name__, None, None))
         if items:

@@ -107,8 +107,8 @@ def replay(
         if not rows:
             break
         items = []
-        for at_position, stream_id, version, topic, state in rows:
-            event = codec.decode(topic, state)
+        events = codec.decode_many([(topic, state) for *_, topic, state in rows])
+        for (at_position, stream_id, version, _, _), event in zip(rows, events, strict=True):
             items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
             if seen is not None:
                 seen[(getattr(event, "tenant_id", ""), type(event).__name__)] += 1
@@ -134,10 +134,9 @@ def replay_streams(
     """Apply the events of the notifications `ids` up to position `upto` through the search
     path (a shadow, or temporary tables), in the caller's transaction."""
     items = []
-    for at_position, stream_id, version, topic, state in conn.execute(
-        _STREAMS, (ids, upto), binary=True
-    ).fetchall():
-        event = codec.decode(topic, state)
+    rows = conn.execute(_STREAMS, (ids, upto), binary=True).fetchall()
+    events = codec.decode_many([(topic, state) for *_, topic, state in rows])
+    for (at_position, stream_id, version, _, _), event in zip(rows, events, strict=True):
         items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
     items.sort(key=lambda item: (item.stream_id.int, item.version))
     view.apply(conn, items, live=False)

@@ -22,6 +22,7 @@ from litestar.params import FromPath, QueryParameter
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
 from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.reader import decoded
 from infrastructure.eventstore.store import EVENTS_TABLE
 from read_api.archived import raise_if_archived
 from read_api.viewing import Reader, Viewer
@@ -67,26 +68,31 @@ async def notification_history(
                 (notification_id,),
             )
         ).fetchall()
-    events = [history_event(viewer.models.codec, *row) for row in rows]
+    events = await history_events(viewer.models.codec, rows)
     if not events or events[0].data.get("tenant_id") != tenant:
         raise NotFoundException(f"notification {notification_id} does not exist")
     return History(id=notification_id, events=events)
 
 
-def history_event(
-    codec: EventCodec, position: int, version: int, topic: str, state: bytes
-) -> HistoryEvent:
-    event = codec.decode(topic, bytes(state))
-    name, _, schema = topic.partition("@")
-    data: dict[str, Any] = msgspec.to_builtins(event)
-    return HistoryEvent(
-        position=position,
-        version=version,
-        type=name,
-        schema_version=int(schema or 1),
-        at=event.at,
-        data=data,
-    )
+async def history_events(codec: EventCodec, rows: list[tuple[Any, ...]]) -> list[HistoryEvent]:
+    """(position, version, topic, state) rows as history, personal fields opened: `[erased]`
+    where the subject's key was destroyed."""
+    decoded_events = await decoded(codec, [(topic, bytes(state)) for _, _, topic, state in rows])
+    shown = []
+    for (position, version, topic, _), event in zip(rows, decoded_events, strict=True):
+        name, _, schema = topic.partition("@")
+        data: dict[str, Any] = msgspec.to_builtins(event)
+        shown.append(
+            HistoryEvent(
+                position=position,
+                version=version,
+                type=name,
+                schema_version=int(schema or 1),
+                at=event.at,
+                data=data,
+            )
+        )
+    return shown
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -123,7 +129,7 @@ async def list_events(
                 (tenant, after, head, limit),
             )
         ).fetchall()
-    events = [history_event(reader.models.codec, *row) for row in rows]
+    events = await history_events(reader.models.codec, rows)
     # A short page read everything up to the head: the next one starts there.
     following = events[-1].position if len(events) == limit else max(after, head)
     return EventPage(events=events, next_after=following, head=head)

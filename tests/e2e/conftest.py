@@ -59,7 +59,7 @@ def login(api_url: str, tenant: str, email: str, password: str = PASSWORD) -> ht
 @pytest.fixture(scope="session")
 def event_store(stack: Settings) -> Iterator[EventStore]:
     assert stack.database_url is not None
-    store = EventStore(stack.database_url.reveal(), catalog.codec(), pool_size=2)
+    store = EventStore(stack.database_url.reveal(), catalog.codec_for(stack), pool_size=2)
     yield store
     store.close()
 

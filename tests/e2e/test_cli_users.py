@@ -77,6 +77,22 @@ def test_serve_api_without_a_signing_key_exits_2_naming_it(stack: Settings) -> N
     assert lines[0].startswith("herald: HERALD_JWT_SECRET is not set")
 
 
+def test_every_role_refuses_to_start_without_a_master_key_naming_it(stack: Settings) -> None:
+    for role in ("relay", "projector", "api"):
+        result = _herald(stack, "serve", role, HERALD_MASTER_KEY="")
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("herald: HERALD_MASTER_KEY is not set"), lines
+    malformed = _herald(stack, "serve", "relay", HERALD_MASTER_KEY="c2hvcnQ")
+    assert malformed.returncode == 2
+    assert (
+        malformed.stderr.strip()
+        .splitlines()[0]
+        .startswith("herald: HERALD_MASTER_KEY must be 32 bytes of base64")
+    )
+
+
 def test_relay_status_reports_lag_and_reset_moves_the_position(
     stack: Settings, fresh_database: str
 ) -> None:

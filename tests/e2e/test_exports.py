@@ -198,10 +198,11 @@ def test_an_export_job_writes_a_file_its_manifest_describes_then_it_expires(
 
     assert stack.database_url is not None
     database_url = stack.database_url.reveal()
-    store = EventStore(database_url, catalog.codec(), pool_size=1)
+    codec = catalog.codec_for(stack)
+    store = EventStore(database_url, codec, pool_size=1)
     jobs = ExportJobs(
         database_url=database_url,
-        exporter=lambda spec: open_export(database_url, catalog.codec(), spec),
+        exporter=lambda spec: open_export(database_url, codec, spec),
         store=store,
         directory=tmp_path,
         ttl=timedelta(hours=1),

@@ -154,7 +154,9 @@ def test_the_nightly_sample_finds_drift_and_leaves_it(
     made = _send(api_url, sender, 2)
     _settled(api_url, sender, made)
     everything = 10**6
-    clean = verify_sample(database_url=database_url, codec=catalog.codec(), size=everything)
+    clean = verify_sample(
+        database_url=database_url, codec=catalog.codec_for(stack), size=everything
+    )
     assert clean["sampled"] >= 2
     # Other tests share this database; whatever they left, this test's tampering adds one.
     with psycopg.connect(database_url) as conn:
@@ -163,7 +165,9 @@ def test_the_nightly_sample_finds_drift_and_leaves_it(
             (made[0]["id"],),
         )
     try:
-        drifted = verify_sample(database_url=database_url, codec=catalog.codec(), size=everything)
+        drifted = verify_sample(
+            database_url=database_url, codec=catalog.codec_for(stack), size=everything
+        )
         assert drifted["differing"] == clean["differing"] + 1
         with psycopg.connect(database_url) as conn:
             row = conn.execute(

@@ -34,7 +34,9 @@ def _stored_meta(settings: Settings, stream_id: uuid.UUID) -> list[meta.EventMet
             "SELECT meta FROM stored_events WHERE originator_id = %s ORDER BY originator_version",
             (stream_id,),
         ).fetchall()
-    return [meta.decode(bytes(row[0]) if row[0] is not None else None) for row in rows]
+    # Opened as the audit projection opens it: the client's address may be sealed.
+    codec = catalog.codec_for(settings)
+    return [codec.decode_meta(bytes(row[0]) if row[0] is not None else None) for row in rows]
 
 
 def _failed_login(at: Any) -> LoginFailed:

@@ -1,0 +1,205 @@
+"""Personal fields are sealed in what PostgreSQL stores, events and metadata alike, and open
+for the code that reads them, until their subject's key is destroyed; keys survive a master
+key rotation, and a wrong master key opens nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from domain.identity.user import register
+from domain.notifications import notification as notifications
+from domain.notifications.events import NotificationRequested
+from domain.notifications.values import Channel, Content, Priority
+from infrastructure.eventstore import catalog, meta
+from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.sealer import Sealer
+from infrastructure.eventstore.store import EventStore
+from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
+from infrastructure.migrations import migrate
+from infrastructure.privacy.cipher import ERASED
+from infrastructure.privacy.keyring import Keyring, Subject
+from infrastructure.privacy.master import (
+    MasterKeyError,
+    generate_master_key,
+    master_keys,
+)
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+MASTER = generate_master_key()
+
+
+@pytest.fixture
+def database(fresh_database: str) -> str:
+    migrate(fresh_database)
+    return fresh_database
+
+
+@pytest.fixture
+def keyring(database: str) -> Iterator[Keyring]:
+    ring = Keyring(database, master_keys(MASTER, None))
+    yield ring
+    ring.close()
+
+
+def _sealed_codec(keyring: Keyring) -> EventCodec:
+    return catalog.codec(Sealer(keyring))
+
+
+def _request(tenant: str, recipient: str) -> NotificationRequested:
+    (event,) = notifications.request(
+        tenant_id=tenant,
+        channel=Channel.EMAIL,
+        recipient=recipient,
+        content=Content(subject="Your parcel", body="Parcel 4471 waits at the depot"),
+        priority=Priority.NORMAL,
+        send_at=None,
+        fallback=(Channel.SMS,),
+        fallback_recipients={Channel.SMS: "+14155550123"},
+        metadata={"order": "A-998877"},
+        idempotency_key=None,
+        requested_by="sender",
+        correlation_id=None,
+        at=NOW,
+    )
+    assert isinstance(event, NotificationRequested)
+    return event
+
+
+def _raw(database: str) -> bytes:
+    with psycopg.connect(database) as conn:
+        rows = conn.execute("SELECT state, meta FROM stored_events").fetchall()
+    return b"".join(bytes(state) + bytes(about or b"") for state, about in rows)
+
+
+PERSONAL = [b"ada@example.com", b"+14155550123", b"Parcel 4471", b"A-998877", b"198.51.100.23"]
+
+
+def test_what_is_stored_is_sealed_and_what_is_read_is_plain(
+    database: str, keyring: Keyring
+) -> None:
+    codec = _sealed_codec(keyring)
+    store = EventStore(database, codec, pool_size=1)
+    stream, user = uuid.uuid4(), uuid.uuid4()
+    try:
+        with meta.request(ip="198.51.100.23", user_agent="probe/2", request_id="r-1"):
+            meta.set_actor(str(user), "user", ("admin",), "acme")
+            store.append(stream, 0, [_request("acme", "ada@example.com")])
+
+        async def through_the_writer() -> None:
+            writer = GroupCommitWriter(database, codec)
+            await writer.start()
+            try:
+                with meta.request(ip="198.51.100.23", user_agent="probe/2", request_id="r-2"):
+                    meta.set_actor(str(user), "user", ("admin",), "acme")
+                    event = _request("acme", "ada@example.com")
+                    await writer.append([StreamAppend(uuid.uuid4(), 0, [event])])
+            finally:
+                await writer.stop()
+
+        asyncio.run(through_the_writer())
+        stored = _raw(database)
+        for value in PERSONAL:
+            assert value not in stored, value
+        (recorded,) = store.load(stream)
+        assert isinstance(recorded.event, NotificationRequested)
+        assert recorded.event == _request("acme", "ada@example.com")
+        with psycopg.connect(database) as conn:
+            raw_meta = conn.execute(
+                "SELECT meta FROM stored_events WHERE originator_id = %s", (stream,)
+            ).fetchone()
+        assert raw_meta is not None
+        opened = codec.decode_meta(bytes(raw_meta[0]))
+        assert opened is not None
+        assert (opened.ip, opened.user_agent, opened.actor) == (
+            "198.51.100.23",
+            "probe/2",
+            str(user),
+        )
+        # Without the keys, the fields are ciphertext.
+        plain = catalog.codec().decode_many([("NotificationRequested@1", _state(database, stream))])
+        assert isinstance(plain[0], NotificationRequested)
+        assert plain[0].recipient != "ada@example.com"
+    finally:
+        store.close()
+
+
+def _state(database: str, stream: uuid.UUID) -> bytes:
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT state FROM stored_events WHERE originator_id = %s", (stream,)
+        ).fetchone()
+    assert row is not None
+    return bytes(row[0])
+
+
+def test_destroying_a_subjects_key_erases_it_and_no_one_else(
+    database: str, keyring: Keyring
+) -> None:
+    store = EventStore(database, _sealed_codec(keyring), pool_size=1)
+    ada, bob = uuid.uuid4(), uuid.uuid4()
+    try:
+        store.append(ada, 0, [_request("acme", "ada@example.com")])
+        store.append(bob, 0, [_request("acme", "bob@example.com")])
+        with psycopg.connect(database) as conn, conn.transaction():
+            destroyed = keyring.destroy(conn, Subject("acme", "recipient", "ada@example.com"))
+        assert len(destroyed) == 1
+        for reader in (keyring, Keyring(database, master_keys(MASTER, None))):
+            fresh = EventStore(database, _sealed_codec(reader), pool_size=1)
+            (gone,) = fresh.load(ada)
+            (kept,) = fresh.load(bob)
+            fresh.close()
+            assert isinstance(gone.event, NotificationRequested)
+            assert isinstance(kept.event, NotificationRequested)
+            assert (gone.event.recipient, gone.event.content.body) == (ERASED, ERASED)
+            # The fallback address is a subject of its own, and was not erased.
+            assert gone.event.fallback_recipients == {Channel.SMS: "+14155550123"}
+            assert kept.event.recipient == "bob@example.com"
+        # What comes for the subject afterwards gets a new key.
+        later = uuid.uuid4()
+        store.append(later, 0, [_request("acme", "ada@example.com")])
+        (again,) = store.load(later)
+        assert isinstance(again.event, NotificationRequested)
+        assert again.event.recipient == "ada@example.com"
+    finally:
+        store.close()
+
+
+def test_keys_open_after_a_rotation_and_not_under_a_wrong_master_key(
+    database: str, keyring: Keyring
+) -> None:
+    store = EventStore(database, _sealed_codec(keyring), pool_size=1)
+    stream = uuid.uuid4()
+    store.append(stream, 0, [_request("acme", "ada@example.com")])
+    store.close()
+    newer = generate_master_key()
+    rotated = EventStore(
+        database, _sealed_codec(Keyring(database, master_keys(newer, MASTER))), pool_size=1
+    )
+    (recorded,) = rotated.load(stream)
+    rotated.close()
+    assert isinstance(recorded.event, NotificationRequested)
+    assert recorded.event.recipient == "ada@example.com"
+    wrong = EventStore(database, _sealed_codec(Keyring(database, master_keys(newer, None))))
+    with pytest.raises(MasterKeyError):
+        wrong.load(stream)
+    wrong.close()
+
+
+def test_events_stored_before_sealing_still_read(database: str, keyring: Keyring) -> None:
+    plain = EventStore(database, catalog.codec(), pool_size=1)
+    user = uuid.uuid4()
+    registered = register(
+        tenant_id="acme", email="old@example.com", password_hash="h", roles=(), at=NOW
+    )
+    plain.append(user, 0, [registered])
+    plain.close()
+    sealed = EventStore(database, _sealed_codec(keyring), pool_size=1)
+    (recorded,) = sealed.load(user)
+    sealed.close()
+    assert getattr(recorded.event, "email", None) == "old@example.com"
