@@ -118,16 +118,34 @@ def _through_writer(database_url: str, appends: list[StreamAppend]) -> float:
     return asyncio.run(go())
 
 
+SEALED_APP = "infrastructure.entrypoints.app:from_environment"
+UNSEALED_APP = "perf.ingest_app:unsealed"
+
+
+def _http_rate(settings: Settings, app: str, token: str, runs: list[list[bytes]]) -> list[float]:
+    """Seconds for each run of bodies, through one api process of `app` (after a warm-up)."""
+    with http_process(settings, app) as url:
+        asyncio.run(
+            _post_all(url, token, [msgspec.json.encode({"notifications": _batch(-(10**7))})])
+        )
+        return [asyncio.run(_post_all(url, token, bodies)) for bodies in runs]
+
+
 def run(quick: bool) -> dict[str, Any]:
     requests = 20 if quick else 100
     batches = [_batch(i * PER_REQUEST) for i in range(requests)]
     bodies = [msgspec.json.encode({"notifications": b}) for b in batches]
+    # The same number of notifications to other recipients, for the baseline without sealing.
+    other = [
+        msgspec.json.encode({"notifications": _batch((requests + i) * PER_REQUEST)})
+        for i in range(requests)
+    ]
     with servers() as settings:
         bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
         token = sender_token(bench)
-        with http_process(bench, "infrastructure.entrypoints.app:from_environment") as url:
-            asyncio.run(_post_all(url, token, bodies[:2]))  # warm up
-            elapsed = asyncio.run(_post_all(url, token, bodies))
+        (unsealed,) = _http_rate(bench, UNSEALED_APP, token, [other])
+        # Every recipient new (each makes its key), then the same recipients again.
+        elapsed, known = _http_rate(bench, SEALED_APP, token, [bodies, bodies])
         database_url = _database_url(bench)
         started = time.perf_counter()
         prepared = [_prepare(body) for body in bodies]
@@ -147,6 +165,15 @@ def run(quick: bool) -> dict[str, Any]:
         "ratio": round(rate / copy_rate, 3),
         "notifications": accepted,
         "per_request": PER_REQUEST,
+        # Sealing personal data (docs/privacy.md), against the same app storing it as it is:
+        "sealing": {
+            "unsealed_per_s": round(accepted / unsealed, 1),
+            "sealed_new_recipients_per_s": round(rate, 1),
+            "sealed_known_recipients_per_s": round(accepted / known, 1),
+            "ratio_new_recipients": round(unsealed / elapsed, 3),
+            "ratio_known_recipients": round(unsealed / known, 3),
+            "target_ratio": 0.8,
+        },
         # Where the time goes, each part measured alone in this process:
         "breakdown_us_per_notification": {
             "decode_validate_encode": round(prepare_elapsed / accepted * 1e6, 2),

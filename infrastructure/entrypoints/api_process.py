@@ -33,6 +33,7 @@ from infrastructure.auth.passwords import PasswordHasher
 from infrastructure.auth.revocation import RefreshTokens, Revocations
 from infrastructure.auth.tokens import TokenService
 from infrastructure.eventstore import catalog
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.kafka.topics import admin_client
@@ -67,7 +68,11 @@ class ApiProcess:
 
 
 @asynccontextmanager
-async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
+async def open_api_process(
+    settings: Settings, codec: EventCodec | None = None
+) -> AsyncIterator[ApiProcess]:
+    """Everything an api worker holds open; `codec` replaces the sealing codec the roles use
+    (a benchmark's baseline without sealing is the one caller that passes it)."""
     database_url, redis_url, bootstrap = require_servers(settings)
     require_signing_key(settings)
     timeout_s = settings.health_timeout_ms / 1000
@@ -83,7 +88,7 @@ async def open_api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
     client = aioredis.Redis.from_url(
         redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 5
     )
-    codec = catalog.codec_for(settings)
+    codec = codec or catalog.codec_for(settings)
     # Identity commands are rare next to notifications, which go through the writer.
     store = EventStore(database_url, codec, pool_size=2)
     writer = GroupCommitWriter(database_url, codec)

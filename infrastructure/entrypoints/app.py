@@ -36,6 +36,7 @@ from infrastructure.auth.guard import (
     provide_gate,
 )
 from infrastructure.entrypoints.api_process import open_api_process
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.log import configure_logging
 from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
@@ -124,11 +125,13 @@ def dependencies(settings: Settings) -> dict[str, Provide]:
 
 
 def create_app(
-    settings: Settings, extra_handlers: Sequence[ControllerRouterHandler] = ()
+    settings: Settings,
+    extra_handlers: Sequence[ControllerRouterHandler] = (),
+    codec: EventCodec | None = None,
 ) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_api_process(settings) as process:
+        async with open_api_process(settings, codec) as process:
             app.state.gate = process.gate
             for name, value in process.dependencies.items():
                 app.state[name] = value
@@ -165,10 +168,14 @@ def create_app(
     )
 
 
-def asgi_app(settings: Settings, extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIApp:
+def asgi_app(
+    settings: Settings,
+    extra_handlers: Sequence[ControllerRouterHandler] = (),
+    codec: EventCodec | None = None,
+) -> ASGIApp:
     """The app as servers run it: inside the request-context middleware."""
     proxies = TrustedProxies(settings.trusted_proxy_networks)
-    return RequestContextMiddleware(create_app(settings, extra_handlers), proxies)
+    return RequestContextMiddleware(create_app(settings, extra_handlers, codec), proxies)
 
 
 def from_environment() -> ASGIApp:

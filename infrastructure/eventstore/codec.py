@@ -11,6 +11,7 @@ metadata) are encoded, and opened as they are decoded: see `sealer.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +20,8 @@ import msgspec
 from domain.events import DomainEvent
 from infrastructure.eventstore import meta
 from infrastructure.eventstore.meta import EventMeta
-from infrastructure.eventstore.sealer import SEALED_MARK, Sealer
+from infrastructure.eventstore.sealer import SEALED_MARK, Sealer, clear_part
+from infrastructure.privacy.keyring import KeysNotCachedError
 
 
 class UnknownEventError(LookupError):
@@ -47,23 +49,32 @@ class EventCodec:
     def encode(self, event: DomainEvent, stream_id: UUID | None = None) -> tuple[str, bytes]:
         """The topic and bytes of `event`, its personal fields sealed (given its stream)."""
         if self.sealer is not None and stream_id is not None:
-            event = self.sealer.seal(stream_id, event)
+            return self.topic(event), self.sealer.seal(stream_id, event, self._encoder.encode)
         return self.topic(event), self._encoder.encode(event)
-
-    def prepare(
-        self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None
-    ) -> bool:
-        """Whether encoding `items` (and `about`) needs keys this process has not cached;
-        `prepare_keys` then fetches them (I/O). Without a sealer, never."""
-        if self.sealer is None:
-            return False
-        return not self.sealer.ready(self.sealer.subjects(items, about))
 
     def prepare_keys(
         self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None
     ) -> None:
+        """Fetch (or make) the keys sealing `items` and `about` needs (I/O): after
+        KeysNotCachedError from `encode` or `encode_meta`."""
         if self.sealer is not None:
             self.sealer.prepare(self.sealer.subjects(items, about))
+
+    def encode_all(
+        self, pairs: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None
+    ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        """The stored metadata and each (topic, bytes) of `pairs`, fetching keys when this
+        process lacks some (I/O: sync callers only)."""
+        try:
+            return self._encode_all(pairs, about)
+        except KeysNotCachedError:
+            self.prepare_keys(pairs, about)
+            return self._encode_all(pairs, about)
+
+    def _encode_all(
+        self, pairs: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None
+    ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        return self.encode_meta(about, pairs), [self.encode(e, s) for s, e in pairs]
 
     def encode_meta(
         self, about: EventMeta | None, items: Sequence[tuple[UUID, DomainEvent]]
@@ -80,10 +91,7 @@ class EventCodec:
         return self.sealer.open_meta(about)
 
     def decode(self, topic: str, state: bytes) -> DomainEvent:
-        event = self._decode(topic, state)
-        if self.sealer is not None and SEALED_MARK in state:
-            return self.sealer.open_many([event])[0]
-        return event
+        return self.decode_many([(topic, state)])[0]
 
     def keys_missing(self, states: Sequence[bytes]) -> bool:
         """Whether decoding `states` would fetch keys (I/O): async callers then decode in a
@@ -92,15 +100,11 @@ class EventCodec:
 
     def decode_many(self, items: Sequence[tuple[str, bytes]]) -> list[DomainEvent]:
         """Decode many events, fetching the keys their sealed fields need in one round trip."""
-        events = [self._decode(topic, state) for topic, state in items]
         if self.sealer is None:
-            return events
-        sealed = [i for i, (_, state) in enumerate(items) if SEALED_MARK in state]
-        if sealed:
-            opened = self.sealer.open_many([events[i] for i in sealed])
-            for index, event in zip(sealed, opened, strict=True):
-                events[index] = event
-        return events
+            return [self._decode(topic, clear_part(state)) for topic, state in items]
+        return self.sealer.open_many(
+            [(state, partial(self._decode, topic)) for topic, state in items]
+        )
 
     def _decode(self, topic: str, state: bytes) -> DomainEvent:
         name, _, version_text = topic.partition("@")

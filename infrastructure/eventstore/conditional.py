@@ -52,11 +52,8 @@ def append_unless_moved(
     metadata bound now (see `meta`)."""
     if not appends:
         return {}
-    pairs = [(a.stream_id, a.event) for a in appends]
-    bound = meta.current()
-    codec.prepare_keys(pairs, bound)  # before the lock: it may make keys
-    about = codec.encode_meta(bound, pairs)
-    encoded = [codec.encode(a.event, a.stream_id) for a in appends]
+    # Before the lock: encoding may make keys.
+    about, encoded = codec.encode_all([(a.stream_id, a.event) for a in appends], meta.current())
     conn.execute(APPEND_LOCK)
     rows = conn.execute(
         _APPEND,

@@ -74,7 +74,7 @@ def _requested(_stream: UUID, event: DomainEvent, field: Field) -> DomainEvent:
 
 def _fallen_back(_stream: UUID, event: DomainEvent, field: Field) -> DomainEvent:
     assert isinstance(event, ChannelFallenBack)  # noqa: S101 - the rule's own type
-    if not event.to_recipient:
+    if event.to_recipient is None:
         return event
     whose = _recipient(event.tenant_id, event.to_recipient)
     return _replace(event, to_recipient=field(whose, event.to_recipient))

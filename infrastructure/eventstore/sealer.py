@@ -2,35 +2,58 @@
 
 The codec calls this on the way in and out, so what is stored, and every copy made from the
 stored bytes (Kafka messages, backups), holds ciphertext; what the code above the codec sees
-is plaintext, or `[erased]` where a subject's key was destroyed. Keys are looked up a batch
-at a time: `prepare` before sealing many events, `open_many` to read many.
+is plaintext, or `[erased]` where a subject's key was destroyed.
+
+An event with personal fields is stored as a sealed envelope:
+
+    MARK, the number of subjects,
+    per subject: its key's id (16 bytes), a nonce (12), the length and the ciphertext of
+        its values (a msgpack list of strings, AES-256-GCM under the subject's key),
+    the number of personal fields, and per field the index of the subject it belongs to,
+    the event itself in msgpack, each personal field left as "".
+
+So one encryption per subject per event, whatever the number of fields, and the event's
+other fields (tenant, ids, times, channel) stay readable to whatever reads the log without
+keys, such as the relay copying them into Kafka headers. Metadata keeps its own, smaller
+form: its client address and user agent sealed field by field (`cipher.seal`).
 """
 
 from __future__ import annotations
 
-import base64
-import re
+import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from uuid import UUID
+
+import msgspec
+from cryptography.exceptions import InvalidTag
 
 from domain.events import DomainEvent
 from infrastructure.eventstore.meta import EventMeta
 from infrastructure.eventstore.personal import RULES, meta_fields, meta_owner, owner_of
-from infrastructure.privacy.cipher import PREFIX, DataKey, open_raw, raw_of, seal
-from infrastructure.privacy.keyring import Keyring, Subject
+from infrastructure.privacy.cipher import ERASED, PREFIX, DataKey, SealedFieldError, open_raw
+from infrastructure.privacy.cipher import raw_of as field_raw
+from infrastructure.privacy.cipher import seal as seal_field
+from infrastructure.privacy.keyring import Keyring, KeysNotCachedError, Subject
 
-# What every sealed field starts with, as stored in msgpack: a quick test of whether a
-# stored event needs opening at all.
-SEALED_MARK = b"\x1bhx1:"
-# The first 24 characters after the mark hold the key's id (16 bytes) and then some.
-_KEY_IDS = re.compile(re.escape(SEALED_MARK) + rb"([A-Za-z0-9_-]{24})")
+MARK = b"\x1bhx2"  # a sealed envelope starts so; msgpack of a struct never does
+SEALED_MARK = b"\x1bhx1:"  # what sealed metadata fields hold
+_NONCE = 12
+_ID = 16
+_CHUNK = struct.Struct(">16s12sI")  # key id, nonce, ciphertext length
+_COUNT = struct.Struct(">H")
+_values = msgspec.msgpack.Encoder()
+_strings = msgspec.msgpack.Decoder(list[str])
 
 
 class Sealer:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
+        # Nonces: a random prefix per process and a counter, never repeated under one key.
+        self._nonce_prefix = os.urandom(4)
+        self._counter = 0
 
-    # Sealing
+    # Keys
 
     def subjects(
         self, items: Iterable[tuple[UUID, DomainEvent]], about: EventMeta | None
@@ -63,21 +86,49 @@ class Sealer:
         self.keyring.keys_for(subjects)
 
     def _key(self, subject: Subject) -> DataKey:
-        return self.keyring.cached_for(subject) or self.keyring.keys_for([subject])[subject]
+        key = self.keyring.cached_for(subject)
+        if key is None:
+            raise KeysNotCachedError(subject.kind)
+        return key
 
-    def seal(self, stream: UUID, event: DomainEvent) -> DomainEvent:
+    def _nonce(self) -> bytes:
+        self._counter += 1
+        return self._nonce_prefix + self._counter.to_bytes(8, "big")
+
+    # Sealing
+
+    def seal(
+        self, stream: UUID, event: DomainEvent, encode: Callable[[DomainEvent], bytes]
+    ) -> bytes:
+        """The stored bytes of `event`: an envelope when it has personal fields.
+        KeysNotCachedError when a key is not in this process's cache: `prepare`, then again."""
         rule = RULES.get(type(event))
         if rule is None:
-            return event
-        keys: dict[Subject, DataKey] = {}
+            return encode(event)
+        chunks: dict[Subject, list[str]] = {}
+        owners: list[int] = []
+        order: dict[Subject, int] = {}
 
-        def sealed(whose: Subject, value: str) -> str:
-            key = keys.get(whose)
-            if key is None:
-                key = keys[whose] = self._key(whose)
-            return seal(key, value)
+        def take(whose: Subject, value: str) -> str:
+            index = order.setdefault(whose, len(order))
+            chunks.setdefault(whose, []).append(value)
+            owners.append(index)
+            return ""
 
-        return rule(stream, event, sealed)
+        clear = rule(stream, event, take)
+        if not owners:
+            return encode(event)
+        parts = [MARK, bytes([len(order)])]
+        for whose in order:  # in order of first appearance, as the indexes count them
+            key = self._key(whose)
+            nonce = self._nonce()
+            body = key.aead.encrypt(nonce, _values.encode(chunks[whose]), key.raw_id)
+            parts.append(_CHUNK.pack(key.raw_id, nonce, len(body)))
+            parts.append(body)
+        parts.append(_COUNT.pack(len(owners)))
+        parts.append(bytes(owners))
+        parts.append(encode(clear))
+        return b"".join(parts)
 
     def seal_meta(
         self, about: EventMeta | None, items: Sequence[tuple[UUID, DomainEvent]]
@@ -90,56 +141,123 @@ class Sealer:
         if owner is None:
             return about
         key = self._key(owner)
-        return meta_fields(about, owner, lambda _whose, value: seal(key, value))
+        return meta_fields(about, owner, lambda _whose, value: seal_field(key, value))
 
     # Opening
 
     def keys_missing(self, states: Iterable[bytes]) -> bool:
         """Whether opening events stored as `states` needs keys this process has not cached,
-        read straight from the bytes (no decoding): then open them off the event loop."""
-        ids = {
-            base64.urlsafe_b64decode(match)[:16]
-            for state in states
-            if SEALED_MARK in state
-            for match in _KEY_IDS.findall(state)
-        }
+        read straight from the bytes: then open them off the event loop."""
+        ids = {key_id for state in states if state.startswith(MARK) for key_id in _key_ids(state)}
         return bool(ids) and not self.keyring.all_cached(ids)
 
-    def open_many(self, events: Sequence[DomainEvent]) -> list[DomainEvent]:
-        """`events` with their personal fields opened, keys fetched in one round trip."""
-        tokens: dict[str, bytes] = {}  # each sealed field, decoded once
+    def open_many(
+        self,
+        items: Sequence[tuple[bytes, Callable[[bytes], DomainEvent]]],
+    ) -> list[DomainEvent]:
+        """Events from their stored bytes, each with the decoder of its type; the keys of all
+        the envelopes among them fetched in one round trip."""
+        parsed = [_parse(state) if state.startswith(MARK) else None for state, _ in items]
+        wanted = {chunk[0] for found in parsed if found for chunk in found.chunks}
+        keys = self.keyring.keys_by_id(wanted) if wanted else {}
+        events = []
+        for (state, decode), found in zip(items, parsed, strict=True):
+            if found is None:
+                events.append(decode(state))
+                continue
+            clear = decode(found.clear)
+            values = [
+                self._open_chunk(keys.get(key_id), key_id, nonce, body)
+                for key_id, nonce, body in found.chunks
+            ]
+            events.append(_refill(clear, found.owners, values))
+        return events
 
-        def note(_whose: Subject, value: str) -> str:
-            if value.startswith(PREFIX) and value not in tokens:
-                tokens[value] = raw_of(value)
-            return value
-
-        ruled = [(event, RULES.get(type(event))) for event in events]
-        for event, rule in ruled:
-            if rule is not None:
-                rule(_NO_STREAM, event, note)
-        unseal = self._opener(tokens)
-        return [event if rule is None else rule(_NO_STREAM, event, unseal) for event, rule in ruled]
+    @staticmethod
+    def _open_chunk(
+        key: DataKey | None, key_id: bytes, nonce: bytes, body: bytes
+    ) -> list[str] | None:
+        if key is None:
+            return None  # destroyed: its fields read as erased
+        try:
+            return _strings.decode(key.aead.decrypt(nonce, body, key_id))
+        except InvalidTag:
+            raise SealedFieldError(
+                f"an envelope sealed under key {key.key_id} does not open"
+            ) from None
 
     def open_meta(self, about: EventMeta) -> EventMeta:
         tokens = {
-            value: raw_of(value)
+            value: field_raw(value)
             for value in (about.ip, about.user_agent)
             if value is not None and value.startswith(PREFIX)
         }
         if not tokens:
             return about
-        return meta_fields(about, _NOBODY, self._opener(tokens))
-
-    def _opener(self, tokens: dict[str, bytes]) -> Callable[[Subject, str], str]:
-        keys = self.keyring.keys_by_id({raw[:16] for raw in tokens.values()}) if tokens else {}
+        keys = self.keyring.keys_by_id({raw[:_ID] for raw in tokens.values()})
 
         def unseal(_whose: Subject, value: str) -> str:
             raw = tokens.get(value)
-            return value if raw is None else open_raw(keys.get(raw[:16]), raw)
+            return value if raw is None else open_raw(keys.get(raw[:_ID]), raw)
 
-        return unseal
+        return meta_fields(about, _NOBODY, unseal)
 
 
-_NO_STREAM = UUID(int=0)  # opening needs no stream: each field names its key
+class _Envelope:
+    __slots__ = ("chunks", "clear", "owners")
+
+    def __init__(
+        self, chunks: list[tuple[bytes, bytes, bytes]], owners: bytes, clear: bytes
+    ) -> None:
+        self.chunks = chunks
+        self.owners = owners
+        self.clear = clear
+
+
+def _parse(state: bytes) -> _Envelope:
+    try:
+        at = len(MARK)
+        count = state[at]
+        at += 1
+        chunks = []
+        for _ in range(count):
+            key_id, nonce, length = _CHUNK.unpack_from(state, at)
+            at += _CHUNK.size
+            chunks.append((key_id, nonce, state[at : at + length]))
+            at += length
+        (fields,) = _COUNT.unpack_from(state, at)
+        at += _COUNT.size
+        owners = state[at : at + fields]
+        return _Envelope(chunks, owners, state[at + fields :])
+    except (IndexError, struct.error):
+        raise SealedFieldError("a sealed event is cut short") from None
+
+
+def _key_ids(state: bytes) -> list[bytes]:
+    return [chunk[0] for chunk in _parse(state).chunks]
+
+
+def clear_part(state: bytes) -> bytes:
+    """The msgpack of a stored event without its personal fields: readable without keys."""
+    return _parse(state).clear if state.startswith(MARK) else state
+
+
+def _refill(clear: DomainEvent, owners: bytes, values: list[list[str] | None]) -> DomainEvent:
+    rule = RULES[type(clear)]
+    position = [0] * len(values)
+    field_index = iter(owners)
+
+    def put(_whose: Subject, _value: str) -> str:
+        chunk = next(field_index)
+        found = values[chunk]
+        if found is None:
+            return ERASED
+        value = found[position[chunk]]
+        position[chunk] += 1
+        return value
+
+    return rule(_NO_STREAM, clear, put)
+
+
+_NO_STREAM = UUID(int=0)  # opening needs no stream: the envelope says whose each field is
 _NOBODY = Subject("", "", "")

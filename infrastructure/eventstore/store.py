@@ -115,14 +115,11 @@ class EventStore:
         """Record `events` after version `expected_version`; return their global positions.
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
-        bound = meta.current()
-        pairs = [(stream_id, event) for event in events]
-        self.codec.prepare_keys(pairs, bound)
-        about = self.codec.encode_meta(bound, pairs)
-        stored = []
-        for offset, event in enumerate(events, start=1):
-            topic, state = self.codec.encode(event, stream_id)
-            stored.append(StoredEvent(stream_id, expected_version + offset, topic, state))
+        about, encoded = self.codec.encode_all([(stream_id, e) for e in events], meta.current())
+        stored = [
+            StoredEvent(stream_id, expected_version + offset, topic, state)
+            for offset, (topic, state) in enumerate(encoded, start=1)
+        ]
         try:
             positions = self._recorder.insert_events(stored, writes=writes, meta=about)
         except IntegrityError as exc:

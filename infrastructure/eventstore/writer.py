@@ -34,6 +34,7 @@ from infrastructure.eventstore.store import (
     ConstraintViolationError,
 )
 from infrastructure.log import get_logger
+from infrastructure.privacy.keyring import KeysNotCachedError
 
 log = get_logger(__name__)
 
@@ -125,10 +126,19 @@ class GroupCommitWriter:
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
         bound = meta.current()
-        pairs = [(append.stream_id, event) for append in appends for event in append.events]
-        if self._codec.prepare(pairs, bound):
-            # Keys for subjects this process has not sealed for lately: one round trip.
+        try:
+            rows = self._rows(appends, bound)
+        except KeysNotCachedError:
+            # Subjects this process has not sealed for lately: their keys in one round trip.
+            pairs = [(a.stream_id, event) for a in appends for event in a.events]
             await asyncio.to_thread(self._codec.prepare_keys, pairs, bound)
+            rows = self._rows(appends, bound)
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Unit(rows, idempotency, done))
+        return await done
+
+    def _rows(self, appends: Sequence[StreamAppend], bound: meta.EventMeta | None) -> list[Row]:
+        pairs = [(append.stream_id, event) for append in appends for event in append.events]
         about = self._codec.encode_meta(bound, pairs)
         rows: list[Row] = []
         for append in appends:
@@ -137,9 +147,7 @@ class GroupCommitWriter:
                 rows.append(
                     (append.stream_id, append.expected_version + offset, topic, state, about)
                 )
-        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Unit(rows, idempotency, done))
-        return await done
+        return rows
 
     async def _run(self) -> None:
         while True:

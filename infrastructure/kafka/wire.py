@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from domain.events import DomainEvent
 from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.sealer import clear_part
 from infrastructure.log import get_logger
 
 log = get_logger(__name__)
@@ -74,7 +75,7 @@ def outgoing(
     position: int, stream_id: UUID | str, version: int, topic: str, state: bytes
 ) -> tuple[str, bytes, Headers]:
     """The key, value and headers of the message for one stored event."""
-    event = _envelope.decode(state)
+    event = _envelope.decode(clear_part(state))  # the parts no key is needed to read
     name, _, schema = topic.partition("@")
     key = str(stream_id if isinstance(stream_id, UUID) else UUID(stream_id))
     headers: Headers = [

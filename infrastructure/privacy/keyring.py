@@ -19,8 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -34,8 +33,7 @@ KEY_TTL_S = 30.0
 HASHES_KEPT = 200_000  # subjects whose keyed hash a process remembers
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
     """One data subject of a tenant: kind `recipient` (a normalised address) or `user`."""
 
     tenant_id: str
@@ -43,34 +41,24 @@ class Subject:
     identifier: str
 
 
-# One round trip for every subject a process has not cached: the live keys that exist, and
-# the candidates made for the rest inserted. Two processes making a key for one subject at
-# once: the index keeps the first, and the second reads it back (`_LIVE`).
-_FETCH_OR_MAKE = """
-WITH wanted AS (
-    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::text[])
-        AS w(key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id)
-), existing AS (
-    SELECT s.key_id, s.tenant_id, s.subject_kind, s.subject_hash, s.wrapped, s.master_key_id
-    FROM subject_keys s JOIN wanted w USING (tenant_id, subject_kind, subject_hash)
-    WHERE s.wrapped IS NOT NULL
-), made AS (
-    INSERT INTO subject_keys (key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id)
-    SELECT w.* FROM wanted w WHERE NOT EXISTS (
-        SELECT 1 FROM existing e WHERE e.tenant_id = w.tenant_id
-        AND e.subject_kind = w.subject_kind AND e.subject_hash = w.subject_hash)
-    ON CONFLICT (tenant_id, subject_kind, subject_hash) WHERE wrapped IS NOT NULL DO NOTHING
-    RETURNING key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id
-)
-SELECT * FROM existing UNION ALL SELECT * FROM made
+class KeysNotCachedError(LookupError):
+    """Sealing needs keys this process has not cached: fetch them (I/O), then seal again."""
+
+
+# Made keys go in unless the subject has a live key already (another process made one just
+# now): the index keeps the first, and `_LIVE` reads it back.
+_MAKE = """
+INSERT INTO subject_keys (key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id)
+SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::text[])
+ON CONFLICT (tenant_id, subject_kind, subject_hash) WHERE wrapped IS NOT NULL DO NOTHING
 """
 _LIVE = """
 SELECT s.key_id, s.tenant_id, s.subject_kind, s.subject_hash, s.wrapped, s.master_key_id
-FROM subject_keys s JOIN unnest(%s::text[], %s::text[], %s::bytea[]) AS w(tenant, kind, hash)
+FROM subject_keys s JOIN unnest(%b::text[], %b::text[], %b::bytea[]) AS w(tenant, kind, hash)
   ON s.tenant_id = w.tenant AND s.subject_kind = w.kind AND s.subject_hash = w.hash
 WHERE s.wrapped IS NOT NULL
 """
-_BY_ID = "SELECT key_id, wrapped, master_key_id FROM subject_keys WHERE key_id = ANY(%s)"
+_BY_ID = "SELECT key_id, wrapped, master_key_id FROM subject_keys WHERE key_id = ANY(%b)"
 _HASH_KEY_CREATE = """
 INSERT INTO tenant_hash_keys (tenant_id, wrapped, master_key_id) VALUES (%s, %s, %s)
 ON CONFLICT (tenant_id) DO NOTHING
@@ -167,38 +155,51 @@ class Keyring:
     def _fetch_or_make(
         self, subjects: list[Subject], names: dict[Subject, tuple[str, str, bytes]]
     ) -> dict[Subject, DataKey]:
-        made = [uuid.uuid4() for _ in subjects]
-        wraps = [self.master.wrap(os.urandom(KEY_BYTES), key_id.bytes) for key_id in made]
-        tenants = [s.tenant_id for s in subjects]
-        kinds = [s.kind for s in subjects]
-        digests = [names[s][2] for s in subjects]
+        """The live keys of `subjects`, made for those without: a lookup, and for subjects
+        never seen before an insert and a second lookup."""
         with self._connection() as conn:
-            rows = conn.execute(
-                _FETCH_OR_MAKE,
-                (
-                    made,
-                    tenants,
-                    kinds,
-                    digests,
-                    [wrapped for _, wrapped in wraps],
-                    [master_id for master_id, _ in wraps],
-                ),
-            ).fetchall()
-            if len(rows) < len(subjects):  # another process made some of them just now
-                rows = conn.execute(_LIVE, (tenants, kinds, digests)).fetchall()
+            rows = self._live(conn, subjects, names)
+            if len(rows) < len(subjects):
+                found = {(t, k, bytes(h)) for _, t, k, h, _, _ in rows}
+                new = [s for s in subjects if names[s] not in found]
+                made = [uuid.uuid4() for _ in new]
+                wraps = [self.master.wrap(os.urandom(KEY_BYTES), key_id.bytes) for key_id in made]
+                conn.execute(
+                    _MAKE,
+                    (
+                        made,
+                        [s.tenant_id for s in new],
+                        [s.kind for s in new],
+                        [names[s][2] for s in new],
+                        [wrapped for _, wrapped in wraps],
+                        [master_id for master_id, _ in wraps],
+                    ),
+                )
+                rows += self._live(conn, new, names)
         by_name = {
             (tenant, kind, bytes(digest)): (key_id, bytes(wrapped), master_id)
             for key_id, tenant, kind, digest, wrapped, master_id in rows
         }
         expires = time.monotonic() + self._ttl_s
-        found = {}
+        found_keys = {}
         for subject in subjects:
             key_id, wrapped, master_id = by_name[names[subject]]
             key = DataKey(key_id, AESGCM(self.master.unwrap(master_id, wrapped, key_id.bytes)))
             self._by_subject[names[subject]] = (expires, key)
             self._by_id[key.raw_id] = (expires, key)
-            found[subject] = key
-        return found
+            found_keys[subject] = key
+        return found_keys
+
+    @staticmethod
+    def _live(
+        conn: Any, subjects: list[Subject], names: dict[Subject, tuple[str, str, bytes]]
+    ) -> list[tuple[Any, ...]]:
+        params = (
+            [s.tenant_id for s in subjects],
+            [s.kind for s in subjects],
+            [names[s][2] for s in subjects],
+        )
+        return list(conn.execute(_LIVE, params, binary=True).fetchall())
 
     def all_cached(self, raw_ids: Iterable[bytes]) -> bool:
         """Whether this process knows every one of the keys (by their ids' 16 bytes) fresh,
