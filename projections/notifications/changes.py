@@ -6,6 +6,7 @@ stores cannot disagree about what an event means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -14,6 +15,7 @@ import msgspec
 
 from domain.events import DomainEvent
 from domain.notifications import events as ev
+from infrastructure.privacy.cipher import ERASED
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,26 @@ class Change:
     restored: tuple[dict[str, Any], ...] | None = None
 
 
-def change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a branch per event type
-    """The change `event` makes. Every notification event makes one: each moves the version."""
+RecipientHash = Callable[[str, str], bytes | None]  # (tenant, address) -> keyed hash
+
+
+def no_hash(_tenant: str, _recipient: str) -> bytes | None:
+    return None
+
+
+def change_for(event: DomainEvent, hashed: RecipientHash = no_hash) -> Change:
+    """The change `event` makes. Every notification event makes one: each moves the version.
+    `hashed` gives the keyed hash that lookups by recipient use instead of the address."""
+    change = _change_for(event)
+    recipient = change.fields.get("recipient")
+    if recipient is not None:
+        tenant = getattr(event, "tenant_id", "")
+        known = recipient not in {"", ERASED}
+        change.fields["recipient_hash"] = hashed(tenant, recipient) if known else None
+    return change
+
+
+def _change_for(event: DomainEvent) -> Change:  # noqa: PLR0911, PLR0912 - a branch per event type
     at: datetime = event.at
     match event:
         case ev.NotificationRequested():

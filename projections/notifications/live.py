@@ -43,7 +43,7 @@ while i <= #ARGV do
     -- It leaves the Redis models: its hash, its place among the recipient's recent ones,
     -- its unread count and its status count; the event is still counted.
     applied = applied + 1
-    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient')
+    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient_hash')
     local dashboard = prefix .. 'dashboard:' .. old[2]
     redis.call('HINCRBY', dashboard, 'events:' .. name, 1)
     redis.call('HINCRBY', dashboard, 'status:' .. old[1], -1)
@@ -55,11 +55,11 @@ while i <= #ARGV do
     redis.call('DEL', key)
   elseif current == version - 1 or restored then
     applied = applied + 1
-    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient')
+    local old = redis.call('HMGET', key, 'status', 'tenant_id', 'recipient_hash')
     if count > 0 then redis.call('HSET', key, unpack(ARGV, first, first + 2 * count - 1)) end
     redis.call('HSET', key, 'status', status, 'version', version)
     local tenant = old[2] or redis.call('HGET', key, 'tenant_id')
-    local recipient = old[3] or redis.call('HGET', key, 'recipient')
+    local recipient = old[3] or redis.call('HGET', key, 'recipient_hash')
     local dashboard = prefix .. 'dashboard:' .. tenant
     local recent = prefix .. 'recent:' .. tenant .. ':' .. recipient
     redis.call('HINCRBY', dashboard, 'events:' .. name, 1)
@@ -88,11 +88,14 @@ CHUNK = 1000  # events per Lua call: a long call would hold up every other Redis
 
 
 def text(value: Any) -> str:
-    """A field value as the status hash stores it: '' for none, ISO 8601 for times."""
+    """A field value as the status hash stores it: '' for none, ISO 8601 for times, hex for
+    bytes (the recipient's keyed hash)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
     return str(value)
 
 

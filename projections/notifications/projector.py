@@ -174,7 +174,7 @@ class NotificationsProjector:
                 continue
             event = published.event
             applied = Applied(
-                change_for(event),
+                change_for(event, self._codec.recipient_hash),
                 published.stream_id,
                 published.version,
                 published.position,
@@ -290,7 +290,8 @@ class NotificationsProjector:
         events = self._codec.decode_many([(topic, state) for *_, topic, state in rows])
         items = []
         for (position, stream_id, version, _, _), event in zip(rows, events, strict=True):
-            applied = Applied(change_for(event), stream_id, version, position, event.at)
+            change = change_for(event, self._codec.recipient_hash)
+            applied = Applied(change, stream_id, version, position, event.at)
             items.append(_Item(applied, type(event).__name__, None, None))
         if items:
             self._apply(conn, live, items)

@@ -115,20 +115,20 @@ def rebuild_redis(
     for (tenant, name), count in seen.items():
         built.setdefault(keys.dashboard(tenant), {})[f"events:{name}"] = count
     for tenant, recipient, count in conn.execute(
-        "SELECT tenant_id, recipient, count(*) FROM notification_view"
+        "SELECT tenant_id, encode(recipient_hash, 'hex'), count(*) FROM notification_view"
         " WHERE status IN ('sent', 'delivered') GROUP BY 1, 2"
     ).fetchall():
-        built.setdefault(keys.unread(tenant), {})[recipient] = count
+        built.setdefault(keys.unread(tenant), {})[recipient or ""] = count
     recent: dict[str, dict[str, int]] = {}
     for tenant, recipient, notification_id, requested_at in conn.execute(
-        "SELECT tenant_id, recipient, notification_id, requested_at FROM ("
-        " SELECT *, row_number() OVER (PARTITION BY tenant_id, recipient"
+        "SELECT tenant_id, encode(recipient_hash, 'hex'), notification_id, requested_at FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY tenant_id, recipient_hash"
         " ORDER BY requested_at DESC) AS rank FROM notification_view"
         " WHERE status <> 'erased') newest WHERE rank <= %s",
         (RECENT_KEPT,),
     ).fetchall():
         score = int(requested_at.timestamp() * 1000)
-        recent.setdefault(keys.recent(tenant, recipient), {})[str(notification_id)] = score
+        recent.setdefault(keys.recent(tenant, recipient or ""), {})[str(notification_id)] = score
     pipe = client.pipeline(transaction=False)
     for key, fields in built.items():
         pipe.delete(f"{key}:rebuild")

@@ -109,7 +109,8 @@ def replay(
         items = []
         events = codec.decode_many([(topic, state) for *_, topic, state in rows])
         for (at_position, stream_id, version, _, _), event in zip(rows, events, strict=True):
-            items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
+            change = change_for(event, codec.recipient_hash)
+            items.append(Applied(change, stream_id, version, at_position, event.at))
             if seen is not None:
                 seen[(getattr(event, "tenant_id", ""), type(event).__name__)] += 1
         items.sort(key=lambda item: (item.stream_id.int, item.version))
@@ -137,6 +138,7 @@ def replay_streams(
     rows = conn.execute(_STREAMS, (ids, upto), binary=True).fetchall()
     events = codec.decode_many([(topic, state) for *_, topic, state in rows])
     for (at_position, stream_id, version, _, _), event in zip(rows, events, strict=True):
-        items.append(Applied(change_for(event), stream_id, version, at_position, event.at))
+        change = change_for(event, codec.recipient_hash)
+        items.append(Applied(change, stream_id, version, at_position, event.at))
     items.sort(key=lambda item: (item.stream_id.int, item.version))
     view.apply(conn, items, live=False)

@@ -66,6 +66,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("failed_at", "timestamptz"),
     ("cancelled_at", "timestamptz"),
     ("dead_lettered_at", "timestamptz"),
+    ("recipient_hash", "bytea"),  # lookups by recipient use it, never the address
 )
 _NAMES = [name for name, _ in COLUMNS]
 _LIST = ", ".join(_NAMES)

@@ -161,6 +161,8 @@ async def list_notifications(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> NotificationPage:
+    if recipient is not None:
+        recipient = await reader.models.recipient_key(reader.tenant, recipient)
     query = ListQuery(
         status, channel, priority, recipient, created_after, created_before, sort, limit, cursor
     )
@@ -188,7 +190,8 @@ async def my_notifications(
     if caller.kind != "user":
         raise PermissionDeniedException("API keys have no address of their own")
     email = await _login_email(reader.models, caller)
-    query = ListQuery(status, None, None, email, None, None, sort, limit, cursor)
+    recipient = await reader.models.recipient_key(reader.tenant, email)
+    query = ListQuery(status, None, None, recipient, None, None, sort, limit, cursor)
     return await list_page(reader.models, reader.tenant, query, position=reader.position)
 
 
@@ -208,7 +211,7 @@ class ListQuery(msgspec.Struct, frozen=True, array_like=True):
     status: str | None
     channel: Channel | None
     priority: Priority | None
-    recipient: str | None
+    recipient: str | None  # the hex of the recipient's keyed hash, never the address
     created_after: datetime | None
     created_before: datetime | None
     sort: str
@@ -274,11 +277,11 @@ async def _query_page(
         ("status", query.status),
         ("channel", query.channel.value if query.channel else None),
         ("priority", query.priority.value if query.priority else None),
-        ("recipient", query.recipient),
+        ("recipient_hash", query.recipient),
     ):
         if value is not None:
             where.append(f"{column} = %s")
-            params.append(value)
+            params.append(bytes.fromhex(value) if column == "recipient_hash" else value)
     if query.created_after is not None:
         where.append("requested_at >= %s")
         params.append(query.created_after)
@@ -321,9 +324,10 @@ async def recipient_inbox(
     limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
 ) -> Inbox:
     tenant, keys = viewer.tenant, viewer.models.keys
+    filed_as = await viewer.models.recipient_key(tenant, recipient)
     pipe = viewer.models.redis.pipeline(transaction=False)
-    pipe.zrevrange(keys.recent(tenant, recipient), 0, limit - 1)
-    pipe.hget(keys.unread(tenant), recipient)
+    pipe.zrevrange(keys.recent(tenant, filed_as), 0, limit - 1)
+    pipe.hget(keys.unread(tenant), filed_as)
     ids, unread = await pipe.execute()
     pipe = viewer.models.redis.pipeline(transaction=False)
     for notification_id in ids:

@@ -340,7 +340,11 @@ def test_a_cached_list_is_served_until_the_tenant_changes(
 
 
 def test_the_inbox_lists_a_recipients_newest_and_counts_the_unread(
-    api_url: str, account: AccountFactory, projector: None, event_store: EventStore
+    api_url: str,
+    account: AccountFactory,
+    projector: None,
+    event_store: EventStore,
+    api_settings: Settings,
 ) -> None:
     sender = account(Role.SENDER)
     recipient = f"{uuid.uuid4().hex[:8]}@example.com"
@@ -363,6 +367,14 @@ def test_the_inbox_lists_a_recipients_newest_and_counts_the_unread(
     _get(api_url, sender, f"/notifications/{sent[0]['id']}", min_position=position)
     assert _get(api_url, sender, path).json()["unread"] == 0
     assert _get(api_url, sender, path, limit=1).json()["items"][0]["id"] == sent[2]["id"]
+    # The address is normalised as commands normalise it; it is never part of a key name.
+    shouted = _get(api_url, sender, f"/recipients/{recipient.upper()}/inbox").json()
+    assert [i["id"] for i in shouted["items"]] == [s["id"] for s in reversed(sent)]
+    assert api_settings.redis_url is not None
+    with redis.Redis.from_url(api_settings.redis_url.reveal()) as client:
+        assert not list(client.scan_iter(match=f"*{recipient.partition('@')[0]}*"))
+        filtered = _get(api_url, sender, "/notifications", recipient=recipient.upper()).json()
+        assert sorted(i["id"] for i in filtered["items"]) == sorted(s["id"] for s in sent)
     assert _get(api_url, account(Role.SENDER), path).json() == {
         "recipient": recipient,
         "unread": 0,

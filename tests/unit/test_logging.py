@@ -58,3 +58,34 @@ def test_the_level_setting_filters(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "hidden" not in err
     assert "shown" in err
+
+
+def test_production_lines_carry_no_personal_data(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(load_settings(environ={"HERALD_ENV": "production"}, env_file=None))
+    log = get_logger("herald.test")
+    log.info("sending", recipient="ada@example.com", body="Your code is 4471", notification="n-1")
+    log.info("request", path="/recipients/ada%40example.com/inbox", ip="198.51.100.23")
+    logging.getLogger("some.library").warning("could not reach +14155550123 for bob@example.org")
+    try:
+        _refuse("ada@example.com")
+    except ValueError:
+        log.exception("send failed", meta={"email": "ada@example.com", "kept": "n-1"})
+    out = capsys.readouterr().err
+    for personal in (
+        "ada@example.com",
+        "ada%40example.com",
+        "4471",
+        "198.51.100.23",
+        "+14155550123",
+        "bob@example.org",
+    ):
+        assert personal not in out, personal
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["notification"] == "n-1"  # what is not personal stays
+    assert lines[0]["recipient"] == "[redacted]"
+    assert lines[1]["path"] == "/recipients/[email]/inbox"
+    assert lines[3]["meta"] == {"email": "[redacted]", "kept": "n-1"}
+
+
+def _refuse(address: str) -> None:
+    raise ValueError(f"provider refused {address}")
