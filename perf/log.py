@@ -10,6 +10,7 @@ from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
 from domain.notifications.values import Channel, Content, Priority
 from infrastructure.eventstore import catalog
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
 
 CONTENT = Content(subject="Your order shipped", body="It left the warehouse this morning.")
@@ -42,7 +43,9 @@ def requested(
 
 
 def append_rounds(
-    database_url: str, rounds: Sequence[Callable[[], Sequence[StreamAppend]]]
+    database_url: str,
+    rounds: Sequence[Callable[[], Sequence[StreamAppend]]],
+    codec: EventCodec | None = None,
 ) -> None:
     """Append each round's streams through the group-commit writer, in chunks of CHUNK.
 
@@ -50,7 +53,7 @@ def append_rounds(
     """
 
     async def go() -> None:
-        writer = GroupCommitWriter(database_url, catalog.codec())
+        writer = GroupCommitWriter(database_url, codec or catalog.codec())
         await writer.start()
         try:
             for build in rounds:

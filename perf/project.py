@@ -16,21 +16,27 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import psycopg
 from confluent_kafka import Consumer
+from psycopg.conninfo import make_conninfo
 
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
 from domain.notifications.notification import Notification
 from domain.notifications.values import Channel
+from infrastructure.devstack import prepare_servers
 from infrastructure.eventstore import catalog
+from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
 from infrastructure.eventstore.writer import StreamAppend
 from infrastructure.kafka.topics import notifications_topic
 from infrastructure.kafka.wire import consumer_config, header_values
 from infrastructure.relay import Relay
 from infrastructure.settings import Settings
+from infrastructure.settings.values import Secret
 from perf.harness import machine, servers
 from perf.log import append_rounds, requested
 from projections.notifications import rebuild
@@ -41,7 +47,9 @@ REBUILD_TARGET_S = 60.0
 STAGES = 4  # events per notification
 
 
-def _fill(database_url: str, count: int, tenant: str | None = None) -> int:
+def _fill(
+    database_url: str, count: int, tenant: str | None = None, codec: EventCodec | None = None
+) -> int:
     """`count` notifications, each requested, dispatched, sent and delivered; returns events."""
     now = datetime.now(UTC)
     states: list[Notification] = []
@@ -75,12 +83,12 @@ def _fill(database_url: str, count: int, tenant: str | None = None) -> int:
 
         return build
 
-    append_rounds(database_url, [lambda: first, *(stage_of(s) for s in range(1, STAGES))])
+    append_rounds(database_url, [lambda: first, *(stage_of(s) for s in range(1, STAGES))], codec)
     return count * STAGES
 
 
-def _publish(settings: Settings, events: int) -> None:
-    relay = Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES)
+def _publish(settings: Settings, events: int, codec: EventCodec | None = None) -> None:
+    relay = Relay(settings, codec or catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES)
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     thread.start()
@@ -117,7 +125,7 @@ def _consume_and_decode(settings: Settings, events: int) -> float:
 
 
 def projector_rate(
-    settings: Settings, events: int
+    settings: Settings, events: int, codec: EventCodec | None = None
 ) -> tuple[float, dict[str, int], dict[str, float]]:
     """Events per second from the first message applied to the last partition offset saved."""
     assert settings.database_url is not None  # noqa: S101 - servers() set it
@@ -126,7 +134,7 @@ def projector_rate(
         row = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
         save_position(conn, NOTIFICATIONS_PROJECTION, int(row[0]) if row else 0)
     projector = NotificationsProjector(
-        settings, catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
+        settings, codec or catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
@@ -157,6 +165,28 @@ def _rebuild(settings: Settings) -> float:
     return time.perf_counter() - started
 
 
+def _sealed_projector_rate(settings: Settings, count: int) -> float:
+    """The projector's rate over the same log stored sealed, in a database and a namespace of
+    its own: keys made by the writer, opened by the projector, recipients hashed for lookups."""
+    assert settings.database_url is not None  # noqa: S101 - servers() set it
+    server = settings.database_url.reveal()
+    name = f"perf_sealed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    sealed = msgspec.structs.replace(
+        settings,
+        database_url=Secret(urlunsplit(urlsplit(server)._replace(path=f"/{name}"))),
+        namespace=f"{settings.namespace}-sealed",
+    )
+    prepare_servers(sealed)
+    assert sealed.database_url is not None  # noqa: S101 - set just above
+    codec = catalog.codec_for(sealed)
+    events = _fill(sealed.database_url.reveal(), count, codec=codec)
+    _publish(sealed, events, codec)
+    rate, _, _ = projector_rate(sealed, events, catalog.codec_for(sealed))
+    return rate
+
+
 def run(quick: bool) -> dict[str, Any]:
     count = 25_000 if quick else 250_000  # notifications; four events each
     with servers() as settings:
@@ -167,6 +197,7 @@ def run(quick: bool) -> dict[str, Any]:
         baseline = _consume_and_decode(settings, events)
         rate, applied, stages = projector_rate(settings, events)
         rebuild_s = _rebuild(settings)
+        sealed_rate = _sealed_projector_rate(settings, count)
     return {
         "scenario": "project",
         "value": round(rate, 1),
@@ -180,5 +211,12 @@ def run(quick: bool) -> dict[str, Any]:
         "rebuild_s": round(rebuild_s, 1),
         "rebuild_events_per_s": round(events / rebuild_s, 1),
         "rebuild_target_s_per_million": REBUILD_TARGET_S,
+        # The same log sealed (personal fields under per-recipient keys), projected by the
+        # sealing codec into its own database and namespace, against the run above.
+        "sealing": {
+            "unsealed_events_per_s": round(rate, 1),
+            "sealed_events_per_s": round(sealed_rate, 1),
+            "ratio": round(sealed_rate / rate, 3),
+        },
         "machine": machine(),
     }

@@ -33,6 +33,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         configured = msgspec.structs.replace(configured, jwt_secret=Secret(TEST_SIGNING_KEY))
     if configured.master_key is None:
         configured = msgspec.structs.replace(configured, master_key=Secret(TEST_MASTER_KEY))
+    # Erasure waits this long for every process to drop a destroyed key from its cache.
+    configured = msgspec.structs.replace(configured, key_cache_s=2)
     data = tmp_path_factory.mktemp("stack")
     # The sandbox's provider credentials and the templates live in the dev directory.
     configured = msgspec.structs.replace(configured, dev_dir=str(data / "dev"))

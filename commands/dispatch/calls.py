@@ -18,6 +18,7 @@ from domain.notifications.events import NotificationRequested
 from domain.notifications.notification import Notification
 from domain.notifications.rendering import RenderError, render
 from infrastructure.log import get_logger
+from infrastructure.privacy.cipher import ERASED
 from infrastructure.providers.protection import Admission, CircuitBreaker, PriorityLimiter
 from infrastructure.providers.provider import OutboundMessage, Provider, ProviderError
 from infrastructure.rate_limit import RateLimiter, Tier
@@ -84,6 +85,9 @@ class ProviderCalls:
         probe: bool,
     ) -> Outcome:
         """Render and call; the caller holds the provider's slot."""
+        if ERASED in (n.recipient, requested.content.body, requested.content.subject):
+            # Sealed under a key since destroyed: there is no one, and nothing, to send.
+            return Outcome(reason="the recipient's personal data was erased", permanent=True)
         try:
             rendered = render(requested.content, self._templates)
         except RenderError as exc:

@@ -98,12 +98,14 @@ def request_export(cmd: RequestExport, *, store: EventStore) -> ExportAccepted:
         filters=spec.filters(),
         position=spec.position,
     )
+    # Sealed as the event's own metadata is: a job row keeps no client address in the clear.
+    about, _ = store.codec.encode_all([(export_id, requested)], meta.current())
     row = (
         export_id,
         spec.tenant,
         msgspec.json.encode(spec).decode(),
         cmd.requested_by,
-        meta.encoded(),
+        about,
         now,
     )
     store.append(export_id, 0, [requested], writes=[(_REQUEST, row)])

@@ -57,7 +57,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _user_row(user: users.User, at: datetime) -> Write:
+def user_row(user: users.User, at: datetime) -> Write:
     status = "erased" if user.erased else "disabled" if user.disabled else "active"
     return (
         "INSERT INTO users (user_id, tenant_id, email, password_hash, roles, status, version,"
@@ -117,7 +117,7 @@ def register_user(cmd: RegisterUser, *, store: EventStore, hasher: PasswordHashe
     user_id = uuid4()
     user = users.evolve(None, event, user_id)
     try:
-        store.append(user_id, 0, [event], writes=[_user_row(user, event.at)])
+        store.append(user_id, 0, [event], writes=[user_row(user, event.at)])
     except ConstraintViolationError as exc:
         if exc.constraint == "users_tenant_email_key":
             raise EmailTakenError from None
@@ -142,7 +142,7 @@ def _change_user(
         for event in events:
             changed = users.evolve(changed, event, user_id)
         try:
-            store.append(user_id, user.version, events, writes=[_user_row(changed, events[-1].at)])
+            store.append(user_id, user.version, events, writes=[user_row(changed, events[-1].at)])
         except ConcurrencyError:
             if attempt == _ATTEMPTS - 1:
                 raise

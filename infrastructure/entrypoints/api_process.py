@@ -24,6 +24,7 @@ from commands.identity.handlers import HANDLERS as IDENTITY_HANDLERS
 from commands.identity.sessions import HANDLERS as SESSION_HANDLERS
 from commands.jobs.handlers import HANDLERS as JOB_HANDLERS
 from commands.notifications.handlers import HANDLERS as NOTIFICATION_HANDLERS
+from commands.privacy.requests import HANDLERS as PRIVACY_HANDLERS
 from commands.retention.policy import HANDLERS as RETENTION_HANDLERS
 from commands.webhooks.handlers import HANDLERS as WEBHOOK_HANDLERS
 from infrastructure.archives.files import ArchiveFiles
@@ -57,6 +58,7 @@ COMMAND_HANDLERS = {
     **JOB_HANDLERS,
     **EXPORT_HANDLERS,
     **RETENTION_HANDLERS,
+    **PRIVACY_HANDLERS,
 }
 
 

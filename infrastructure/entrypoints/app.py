@@ -25,6 +25,7 @@ from commands.exports.http import ROUTES as EXPORT_COMMANDS
 from commands.identity.http import ROUTES as IDENTITY_COMMANDS
 from commands.jobs.http import ROUTES as JOB_COMMANDS
 from commands.notifications.http import ROUTES as NOTIFICATION_COMMANDS
+from commands.privacy.http import ROUTES as PRIVACY_COMMANDS
 from commands.retention.http import ROUTES as RETENTION_COMMANDS
 from commands.webhooks.http import ROUTES as WEBHOOKS
 from commands.webhooks.http import Intake
@@ -54,6 +55,7 @@ from read_api.audit.http import ROUTES as AUDIT_QUERIES
 from read_api.exports.http import ROUTES as EXPORT_QUERIES
 from read_api.identity.http import ROUTES as IDENTITY_QUERIES
 from read_api.notifications.http import ROUTES as NOTIFICATION_QUERIES
+from read_api.privacy.http import ROUTES as PRIVACY_QUERIES
 from read_api.retention.archive_stats import ROUTES as ARCHIVE_QUERIES
 from read_api.retention.http import ROUTES as RETENTION_QUERIES
 from read_api.viewing import provide_reader, provide_viewer
@@ -73,6 +75,8 @@ ROUTES: list[ControllerRouterHandler] = [
     *RETENTION_COMMANDS,
     *RETENTION_QUERIES,
     *ARCHIVE_QUERIES,
+    *PRIVACY_COMMANDS,
+    *PRIVACY_QUERIES,
     *JOB_COMMANDS,
     *JOB_QUERIES,
     *PROMETHEUS,

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from infrastructure.entrypoints.gdpr_commands import add_gdpr_commands, gdpr_command
 from infrastructure.entrypoints.roles import ROLES
 from infrastructure.log import configure_logging
 from infrastructure.settings import (
@@ -137,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     jobs_sub.add_parser(
         "status", help="each job's schedule, last run and next run; fails if the database is away"
     )
+    add_gdpr_commands(sub, _Parser)
+    _add_users(sub)
+    return parser
+
+
+def _add_users(sub: Any) -> None:
     users = sub.add_parser("users", help="manage users directly in the event store")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     admin = users_sub.add_parser(
@@ -145,7 +152,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_argument("--email", required=True, help="the admin's email address")
     admin.add_argument("--tenant", default="default", help="the tenant (default: %(default)s)")
-    return parser
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
@@ -358,6 +364,7 @@ _ON_SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "jobs": _jobs_command,
     "archive": _archive_command,
     "export": _export_command,
+    "gdpr": gdpr_command,
 }
 
 

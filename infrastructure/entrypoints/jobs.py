@@ -11,14 +11,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 
+import redis
+
 from commands.exports.jobs import ExportJobs, expire_exports
 from commands.housekeeping.cleanup import clean_up
+from commands.privacy.copies import erase_from_copies
+from commands.privacy.eraser import Eraser
 from commands.retention.archival import Archival
 from infrastructure.archives.files import ArchiveFiles
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
+from infrastructure.providers.registry import message_deleters
+from infrastructure.redis_keys import RedisKeys
 from infrastructure.scheduling.runner import Job, JobContext
-from infrastructure.settings import Settings, require_servers
+from infrastructure.settings import Settings, SettingsError, require_servers
 from projections.exports.exporter import open_export
 from projections.notifications.sample import verify_sample
 from projections.notifications.warming import warm_status_hashes
@@ -88,10 +94,11 @@ def archival_for(settings: Settings) -> Archival:
 
 @contextmanager
 def polled_work(settings: Settings) -> Iterator[list[Callable[[], object]]]:
-    """What each scheduler poll also does: write waiting export jobs."""
-    database_url, _, _ = require_servers(settings)
+    """What each scheduler poll also does: write waiting export jobs, carry out erasures."""
+    database_url, redis_url, _ = require_servers(settings)
     codec = catalog.codec_for(settings)
     store = EventStore(database_url, codec, pool_size=1)
+    client = redis.Redis.from_url(redis_url)
     exports = ExportJobs(
         database_url=database_url,
         exporter=partial(
@@ -101,7 +108,28 @@ def polled_work(settings: Settings) -> Iterator[list[Callable[[], object]]]:
         directory=settings.export_path,
         ttl=timedelta(hours=settings.export_ttl_h),
     )
+    eraser = eraser_for(settings, store, client)
     try:
-        yield [exports.run_waiting]
+        yield [exports.run_waiting, eraser.run_waiting]
     finally:
+        client.close()
         store.close()
+
+
+def eraser_for(settings: Settings, store: EventStore, client: redis.Redis) -> Eraser:
+    database_url, _, _ = require_servers(settings)
+    sealer = store.codec.sealer
+    if sealer is None:
+        raise SettingsError("HERALD_MASTER_KEY", "is needed to erase: erasure destroys keys")
+    return Eraser(
+        database_url=database_url,
+        redis_client=client,
+        keys=RedisKeys(settings.namespace),
+        store=store,
+        keyring=sealer.keyring,
+        copies=partial(erase_from_copies, archives=ArchiveFiles(settings.archive_path)),
+        deleters=message_deleters(settings),
+        key_cache_s=settings.key_cache_s,
+        # A notification with a provider now is let finish, at most as long as its lease.
+        settle_timeout_s=settings.dispatch_lease_s,
+    )

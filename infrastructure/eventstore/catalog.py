@@ -9,6 +9,7 @@ from domain.identity.session import SESSION_EVENTS
 from domain.identity.user import USER_EVENTS
 from domain.notifications.events import NOTIFICATION_EVENTS
 from domain.operations import OPERATION_EVENTS
+from domain.privacy import PRIVACY_EVENTS
 from domain.retention import RETENTION_EVENTS
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.sealer import Sealer
@@ -24,6 +25,7 @@ EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     *OPERATION_EVENTS,
     *EXPORT_EVENTS,
     *RETENTION_EVENTS,
+    *PRIVACY_EVENTS,
     *NOTIFICATION_EVENTS,
 )
 # The relay publishes these to Kafka; identity events (password hashes among them) stay home.
@@ -45,4 +47,4 @@ def codec_for(settings: Settings) -> EventCodec:
     database_url, _, _ = require_servers(settings)
     previous = settings.master_key_previous
     keys = master_keys(settings.master_key.reveal(), previous.reveal() if previous else None)
-    return codec(Sealer(Keyring(database_url, keys)))
+    return codec(Sealer(Keyring(database_url, keys, ttl_s=settings.key_cache_s)))

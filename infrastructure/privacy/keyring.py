@@ -140,7 +140,9 @@ class Keyring:
         that this process has not cached."""
         wanted = {subject: self._subject_key(subject) for subject in subjects}
         found: dict[Subject, DataKey] = {}
-        now = time.monotonic()
+        # A key about to leave the cache is read again, so that a caller sealing right after
+        # this finds every key it asked for still cached.
+        now = time.monotonic() + min(1.0, self._ttl_s / 4)
         missing = []
         for subject, key in wanted.items():
             cached = self._by_subject.get(key)
@@ -238,15 +240,19 @@ class Keyring:
         return found
 
     def destroy(self, conn: psycopg.Connection[Any], subject: Subject) -> list[UUID]:
-        """Destroy the subject's live key, in the caller's transaction; returns the ids of
-        every key the subject ever had (all of them now destroyed)."""
-        name = self._subject_key(subject)
-        conn.execute(_DESTROY, name)
-        ids = [row[0] for row in conn.execute(_ALL_OF_SUBJECT, name)]
-        for key_id in ids:
+        """Destroy the subject's live key, in the caller's transaction; returns its id, if
+        it had one (keys destroyed earlier stay destroyed)."""
+        return self.destroy_hashed(conn, self._subject_key(subject))
+
+    def destroy_hashed(
+        self, conn: psycopg.Connection[Any], name: tuple[str, str, bytes]
+    ) -> list[UUID]:
+        """As `destroy`, for a subject known by (tenant, kind, keyed hash) only."""
+        destroyed = [row[0] for row in conn.execute(_DESTROY, name)]
+        for (key_id,) in conn.execute(_ALL_OF_SUBJECT, name):
             self._by_id[key_id.bytes] = (0.0, None)
         self._by_subject.pop(name, None)
-        return ids
+        return destroyed
 
     def _subject_key(self, subject: Subject) -> tuple[str, str, bytes]:
         return (subject.tenant_id, subject.kind, self.subject_hash(subject))

@@ -4,6 +4,7 @@ else the provider simulator with the sandbox credentials."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +39,7 @@ def build_providers(settings: Settings) -> dict[Channel, Provider]:
             timeout_ms=timeout_ms,
             base_url=simulator,
         )
-    if settings.twilio_account_sid is not None and settings.twilio_auth_token is not None:
-        sms = TwilioProvider(
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token.reveal(),
-            sender=settings.twilio_from,
-            public_url=settings.public_url,
-            timeout_ms=timeout_ms,
-        )
-    else:
-        sandbox = load_sandbox(settings)
-        sms = TwilioProvider(
-            account_sid=sandbox.twilio_account_sid,
-            auth_token=sandbox.twilio_auth_token,
-            sender=settings.twilio_from,
-            public_url=settings.public_url,
-            timeout_ms=timeout_ms,
-            base_url=simulator,
-        )
+    sms = _twilio(settings)
     receipt_key = next(iter(push_receipts.receipt_keys(settings)), None)
     if receipt_key is None:
         log.warning("push receipts off: without HERALD_JWT_SECRET a push ends at sent")
@@ -81,6 +65,32 @@ def build_providers(settings: Settings) -> dict[Channel, Provider]:
                 url=simulator,
             )
     return {provider.channel: provider for provider in providers}
+
+
+def _twilio(settings: Settings) -> TwilioProvider:
+    if settings.twilio_account_sid is not None and settings.twilio_auth_token is not None:
+        return TwilioProvider(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.reveal(),
+            sender=settings.twilio_from,
+            public_url=settings.public_url,
+            timeout_ms=settings.provider_timeout_ms,
+        )
+    sandbox = load_sandbox(settings)
+    return TwilioProvider(
+        account_sid=sandbox.twilio_account_sid,
+        auth_token=sandbox.twilio_auth_token,
+        sender=settings.twilio_from,
+        public_url=settings.public_url,
+        timeout_ms=settings.provider_timeout_ms,
+        base_url=settings.simulator_url,
+    )
+
+
+def message_deleters(settings: Settings) -> dict[str, Callable[[str], bool]]:
+    """By provider name, what deletes the provider's copy of a sent message, for those whose
+    API allows it: Twilio's message records. SendGrid and FCM offer no such call."""
+    return {"twilio": _twilio(settings).delete_message}
 
 
 def _service_account(path: str) -> dict[str, Any]:

@@ -105,6 +105,21 @@ class TwilioProvider:
             raise unreachable(self.name, exc) from None
         return str(created.sid)
 
+    def delete_message(self, message_id: str) -> bool:
+        """Delete Twilio's record of a message (its body and numbers); False when Twilio has
+        none by that id, deleted already. ProviderError when Twilio cannot be asked now."""
+        client, http = self._clients.get()
+        try:
+            return bool(client.messages(message_id).delete())
+        except (TwilioRestException, TwilioServiceException) as exc:
+            if int(exc.status) == 404:  # noqa: PLR2004 - gone already
+                return False
+            raise _error(exc, http.last_headers) from None
+        except requests.Timeout:
+            raise timed_out(self._timeout_ms) from None
+        except requests.RequestException as exc:
+            raise unreachable(self.name, exc) from None
+
     def close(self) -> None:
         for _, http in self._clients.drain():
             if http.session is not None:

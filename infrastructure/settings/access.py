@@ -61,6 +61,16 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
             "Zk0PqW3e7Rt9Yu2Io5Pa8Sd1Fg4Hj6Kl3Zx0Cv7Bn2M",
         ),
     ] = None
+    key_cache_s: Annotated[
+        int,
+        setting(
+            "How long a process keeps a data key it read; an erasure waits this long after "
+            "destroying a key, so that no process still holds it, in s.",
+            "30",
+            ge=1,
+            le=3600,
+        ),
+    ] = 30
     jwt_issuer: Annotated[
         str, setting("The iss claim Herald writes and requires.", "herald", min_length=1)
     ] = "herald"

@@ -24,7 +24,7 @@ from infrastructure.simulator.state import (
     SimulatorConfig,
     json_response,
 )
-from infrastructure.simulator.twilio import twilio_send
+from infrastructure.simulator.twilio import twilio_delete, twilio_fetch, twilio_send
 from infrastructure.web.problems import FieldError, problem_response
 
 log = get_logger(__name__)
@@ -84,6 +84,8 @@ def create_simulator_app(settings: Settings, sandbox: SandboxCredentials) -> Lit
         route_handlers=[
             sendgrid_send,
             twilio_send,
+            twilio_fetch,
+            twilio_delete,
             oauth_token,
             fcm_send,
             stats,

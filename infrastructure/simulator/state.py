@@ -108,6 +108,9 @@ class Simulator:
         self.calls: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
         self.message_ids: dict[str, str] = {}
+        # Twilio keeps a record of each message until it is deleted: its Messages API reads
+        # and deletes them by sid.
+        self.twilio_messages: dict[str, dict[str, Any]] = {}
         self.by_provider = {name: Counter(calls=0, accepted=0, failed=0) for name in PROVIDERS}
         self.webhooks = Counter(posted=0, acknowledged=0, failed=0)
 
@@ -117,6 +120,7 @@ class Simulator:
             "accepted": dict(self.accepted),
             "by_provider": {name: dict(counts) for name, counts in self.by_provider.items()},
             "webhooks": {**self.webhooks, "pending": len(self._webhooks)},
+            "twilio_messages": len(self.twilio_messages),
         }
 
     async def admit(

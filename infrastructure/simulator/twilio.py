@@ -10,7 +10,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from litestar import Request, Response, post
+from litestar import Request, Response, delete, get, post
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from infrastructure.providers.sandbox import SandboxCredentials
@@ -52,14 +52,7 @@ async def twilio_send(
     sid: str, request: Request[Any, Any, Any], simulator: Simulator
 ) -> Response[Any]:
     sandbox = simulator.sandbox
-    expected = (
-        "Basic "
-        + base64.b64encode(
-            f"{sandbox.twilio_account_sid}:{sandbox.twilio_auth_token}".encode()
-        ).decode()
-    )
-    authorized = hmac.compare_digest(request.headers.get("authorization", ""), expected)
-    if not authorized or sid != sandbox.twilio_account_sid:
+    if not _authorized(request, sid, sandbox):
         return _twilio_error(401, 20003, "Authenticate")
     form = await request.form()
     to, sender, text = (str(form.get(name, "")) for name in ("To", "From", "Body"))
@@ -106,7 +99,46 @@ async def twilio_send(
             "media": f"/2010-04-01/Accounts/{sid}/Messages/{message_id}/Media.json"
         },
     }
+    simulator.twilio_messages[message_id] = message
     return json_response(201, message)
+
+
+def _authorized(request: Request[Any, Any, Any], sid: str, sandbox: SandboxCredentials) -> bool:
+    expected = (
+        "Basic "
+        + base64.b64encode(
+            f"{sandbox.twilio_account_sid}:{sandbox.twilio_auth_token}".encode()
+        ).decode()
+    )
+    given = request.headers.get("authorization", "")
+    return hmac.compare_digest(given, expected) and sid == sandbox.twilio_account_sid
+
+
+_MESSAGE_PATH = "/2010-04-01/Accounts/{sid:str}/Messages/{message_sid:str}"
+
+
+@get(_MESSAGE_PATH, operation_id="twilioMessageFetch")
+async def twilio_fetch(
+    sid: str, message_sid: str, request: Request[Any, Any, Any], simulator: Simulator
+) -> Response[Any]:
+    if not _authorized(request, sid, simulator.sandbox):
+        return _twilio_error(401, 20003, "Authenticate")
+    message = simulator.twilio_messages.get(message_sid.removesuffix(".json"))
+    if message is None:
+        return _twilio_error(404, 20404, "The requested resource was not found")
+    return json_response(200, message)
+
+
+@delete(_MESSAGE_PATH, operation_id="twilioMessageDelete", status_code=200)
+async def twilio_delete(
+    sid: str, message_sid: str, request: Request[Any, Any, Any], simulator: Simulator
+) -> Response[Any]:
+    """Deleting a message record removes it, body and number, from the account's logs."""
+    if not _authorized(request, sid, simulator.sandbox):
+        return _twilio_error(401, 20003, "Authenticate")
+    if simulator.twilio_messages.pop(message_sid.removesuffix(".json"), None) is None:
+        return _twilio_error(404, 20404, "The requested resource was not found")
+    return Response(content=None, status_code=204)
 
 
 def _twilio_key(callback: str) -> str | None:

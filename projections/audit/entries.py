@@ -61,6 +61,8 @@ ACTIONS = {
     "RetentionChanged": "retention.changed",
     "ArchiveRunCompleted": "archive.completed",
     "ArchiveRestored": "archive.restored",
+    "SubjectErasureRequested": "subject.erasure_requested",
+    "SubjectErased": "subject.erased",
 }
 # What an entry shows of its first event: small, and never a secret or a message's content.
 DETAILS = {
@@ -80,6 +82,8 @@ DETAILS = {
     "RetentionChanged": ("notifications_days", "events_days"),
     "ArchiveRunCompleted": ("run_id", "as_of", "archived", "bytes", "events_removed"),
     "ArchiveRestored": ("archive", "restored"),
+    "SubjectErasureRequested": ("erasure_id", "subject_kind", "subject_ref"),
+    "SubjectErased": ("erasure_id",),
 }
 
 

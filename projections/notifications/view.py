@@ -116,10 +116,11 @@ _CLOSE_ATTEMPTS = (
     " provider_message_id = coalesce(u.provider_message_id, a.provider_message_id),"
     " error = coalesce(u.error, a.error), permanent = coalesce(u.permanent, a.permanent),"
     " finished_at = u.finished_at"
-    " FROM unnest(%b::uuid[], %b::integer[], %b::text[], %b::text[], %b::text[],"
-    " %b::boolean[], %b::timestamptz[])"
-    " AS u(notification_id, attempt, outcome, provider_message_id, error, permanent, finished_at)"
-    " WHERE a.notification_id = u.notification_id AND a.attempt = u.attempt"
+    " FROM unnest(%b::uuid[], %b::text[], %b::integer[], %b::text[], %b::text[], %b::text[],"
+    " %b::boolean[], %b::timestamptz[]) AS u(notification_id, channel, attempt, outcome,"
+    " provider_message_id, error, permanent, finished_at)"
+    " WHERE a.notification_id = u.notification_id AND a.channel = u.channel"
+    " AND a.attempt = u.attempt"
 )
 
 
@@ -128,8 +129,8 @@ class _Round:
     rows: dict[UUID, Row]
     changed: dict[UUID, Row]
     stats: Counter[StatsKey]
-    opened: dict[tuple[UUID, int], Row]
-    closed: dict[tuple[UUID, int], Row]
+    opened: dict[tuple[UUID, str, int], Row]  # by (notification, channel, attempt)
+    closed: dict[tuple[UUID, str, int], Row]
     live: bool
     archived_before: dict[UUID, int]  # notifications archived already, at which version
     archived: dict[UUID, Row] = field(default_factory=dict)  # archived now: their last rows
@@ -260,7 +261,7 @@ def _restore(state: _Round, item: Applied) -> None:
     day = row["requested_at"].astimezone(UTC).date()
     state.stats[(row["tenant_id"], day, row["channel"], row["status"], row["priority"])] += 1
     for attempt in change.restored or ():
-        state.opened[(item.stream_id, attempt["attempt"])] = {
+        state.opened[(item.stream_id, attempt["channel"], attempt["attempt"])] = {
             **attempt,
             "notification_id": item.stream_id,
             "tenant_id": row["tenant_id"],
@@ -271,13 +272,15 @@ def _restore(state: _Round, item: Applied) -> None:
 def _attempt(state: _Round, item: Applied, row: Row) -> None:
     attempt = item.change.attempt
     assert attempt is not None  # noqa: S101 - checked by the caller
-    key = (item.stream_id, attempt.attempt)
+    # Each channel counts its attempts from 1: a fallback's first attempt is not the first's.
+    channel = attempt.values["channel"] if attempt.kind == "started" else row["channel"]
+    key = (item.stream_id, channel, attempt.attempt)
     if attempt.kind == "started":
         state.opened[key] = {
             "notification_id": item.stream_id,
             "attempt": attempt.attempt,
             "tenant_id": row["tenant_id"],
-            "channel": attempt.values["channel"],
+            "channel": channel,
             "provider": attempt.values["provider"],
             "outcome": "dispatching",
             "provider_message_id": None,
@@ -298,7 +301,11 @@ def _attempt(state: _Round, item: Applied, row: Row) -> None:
     if target is not None:  # opened in this same round: write it closed
         target.update(closing)
     else:
-        state.closed[key] = {"notification_id": item.stream_id, "attempt": attempt.attempt}
+        state.closed[key] = {
+            "notification_id": item.stream_id,
+            "channel": channel,
+            "attempt": attempt.attempt,
+        }
         state.closed[key].update(closing)
 
 
@@ -328,6 +335,7 @@ def _write(conn: psycopg.Connection[Any], state: _Round) -> None:
         rows = [state.closed[key] for key in sorted(state.closed)]
         names = [
             "notification_id",
+            "channel",
             "attempt",
             "outcome",
             "provider_message_id",

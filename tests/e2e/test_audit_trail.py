@@ -171,6 +171,15 @@ def _run_archival(w: Walk) -> tuple[str, str]:
     return w.call("POST", "/data-pipeline/archive")[1], w.admin.user_id
 
 
+def _erase(w: Walk) -> tuple[str, str]:
+    body = {"recipient": f"gone-{uuid.uuid4().hex[:6]}@example.com"}
+    return w.call("POST", "/data-pipeline/erasures", json=body)[1], w.admin.user_id
+
+
+def _anonymize(w: Walk) -> tuple[str, str]:
+    return w.call("DELETE", f"/data-pipeline/anonymize/{uuid.uuid4()}")[1], w.admin.user_id
+
+
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/auth/register"): _register,
     ("POST", "/auth/login"): _login,
@@ -190,6 +199,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/data-pipeline/exports"): _request_export,
     ("PUT", "/data-pipeline/retention"): _set_retention,
     ("POST", "/data-pipeline/archive"): _run_archival,
+    ("POST", "/data-pipeline/erasures"): _erase,
+    ("DELETE", "/data-pipeline/anonymize/{subject}"): _anonymize,
 }
 
 

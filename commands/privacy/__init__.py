@@ -1,0 +1,1 @@
+"""Erasure of data subjects: requests, and the steps that carry them out."""

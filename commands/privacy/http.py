@@ -1,0 +1,113 @@
+"""Erasure requests (admin only): the seed's DELETE /data-pipeline/anonymize/{subject}, and
+POST /data-pipeline/erasures naming a recipient or a user. Both answer 202 at once with the
+erasure's id; GET /data-pipeline/erasures/{id} shows its progress, then its receipt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Response, delete, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from commands.privacy.requests import ErasureAccepted, RequestErasure
+from domain.identity.roles import Role
+from infrastructure.auth.guard import allow
+from infrastructure.web.commands import Commands
+
+TAGS = ["data pipeline"]
+
+
+class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Exactly one of the two: a recipient's address (email, E.164 number or device token),
+    or a user account's id."""
+
+    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=320)] | None = None
+    user_id: UUID | None = None
+
+
+class ErasureStarted(msgspec.Struct, frozen=True, kw_only=True):
+    erasure_id: UUID
+    requested_at: datetime
+    already_requested: bool  # an erasure of this subject was under way: this is that one
+    status_url: str
+
+
+def _started(accepted: ErasureAccepted) -> Response[ErasureStarted]:
+    url = f"/data-pipeline/erasures/{accepted.erasure_id}"
+    body = ErasureStarted(
+        erasure_id=accepted.erasure_id,
+        requested_at=accepted.requested_at,
+        already_requested=accepted.already_requested,
+        status_url=url,
+    )
+    return Response(body, status_code=HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+_DESCRIPTION = (
+    "Cancels the subject's notifications not yet sent, destroys its data keys (its personal "
+    "data in the event log, Kafka and backups becomes unreadable), scrubs the read models, "
+    "export files and archives, deletes the provider's copies where the provider allows, and "
+    "records a receipt. A scheduler carries it out; asking again while it runs answers with "
+    "the same erasure."
+)
+
+
+@post(
+    "/data-pipeline/erasures",
+    policy=allow(Role.ADMIN),
+    tags=TAGS,
+    status_code=HTTP_202_ACCEPTED,
+    operation_id="requestErasure",
+    summary="Erase a data subject: a recipient or a user account.",
+    description=_DESCRIPTION,
+)
+async def request_erasure(
+    data: JSONBody[ErasureRequest], commands: NamedDependency[Commands]
+) -> Response[ErasureStarted]:
+    caller = commands.caller
+    accepted = await commands.handle(
+        RequestErasure(
+            tenant_id=caller.tenant_id,
+            recipient=data.recipient,
+            user_id=data.user_id,
+            requested_by=caller.subject,
+        )
+    )
+    return _started(accepted)
+
+
+@delete(
+    "/data-pipeline/anonymize/{subject:str}",
+    policy=allow(Role.ADMIN),
+    tags=TAGS,
+    status_code=HTTP_202_ACCEPTED,
+    operation_id="anonymizeSubject",
+    summary="Erase a data subject, by the seed's path: a user id, or a recipient's address.",
+    description=_DESCRIPTION,
+)
+async def anonymize(
+    subject: FromPath[str], commands: NamedDependency[Commands]
+) -> Response[ErasureStarted]:
+    caller = commands.caller
+    try:
+        user_id: UUID | None = UUID(subject)
+        recipient = None
+    except ValueError:
+        user_id, recipient = None, subject
+    accepted = await commands.handle(
+        RequestErasure(
+            tenant_id=caller.tenant_id,
+            recipient=recipient,
+            user_id=user_id,
+            requested_by=caller.subject,
+        )
+    )
+    return _started(accepted)
+
+
+ROUTES = [request_erasure, anonymize]

@@ -1,0 +1,1 @@
+"""Erasures and their receipts, as admins and auditors read them."""
