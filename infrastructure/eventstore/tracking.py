@@ -50,6 +50,15 @@ def stored_position(conn: psycopg.Connection[Any], name: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def read_position(conn: psycopg.Connection[Any], name: str) -> int:
+    """`name`'s position, 0 before it has one; only reads, so that a repeatable-read
+    transaction never conflicts with the projection moving it."""
+    row = conn.execute(
+        "SELECT notification_id FROM tracking WHERE application_name = %s", (name,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def save_position(conn: psycopg.Connection[Any], name: str, position: int) -> None:
     conn.execute(
         "INSERT INTO tracking (application_name, notification_id) VALUES (%s, %s)"

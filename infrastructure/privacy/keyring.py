@@ -51,6 +51,7 @@ _MAKE = """
 INSERT INTO subject_keys (key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id)
 SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::text[])
 ON CONFLICT (tenant_id, subject_kind, subject_hash) WHERE wrapped IS NOT NULL DO NOTHING
+RETURNING key_id
 """
 _LIVE = """
 SELECT s.key_id, s.tenant_id, s.subject_kind, s.subject_hash, s.wrapped, s.master_key_id
@@ -158,26 +159,40 @@ class Keyring:
         self, subjects: list[Subject], names: dict[Subject, tuple[str, str, bytes]]
     ) -> dict[Subject, DataKey]:
         """The live keys of `subjects`, made for those without: a lookup, and for subjects
-        never seen before an insert and a second lookup."""
+        never seen before an insert (and, for any another process made just then, a second
+        lookup). A key made here is used as made, not unwrapped again."""
+        made: dict[Subject, DataKey] = {}
         with self._connection() as conn:
             rows = self._live(conn, subjects, names)
             if len(rows) < len(subjects):
                 found = {(t, k, bytes(h)) for _, t, k, h, _, _ in rows}
                 new = [s for s in subjects if names[s] not in found]
-                made = [uuid.uuid4() for _ in new]
-                wraps = [self.master.wrap(os.urandom(KEY_BYTES), key_id.bytes) for key_id in made]
-                conn.execute(
-                    _MAKE,
-                    (
-                        made,
-                        [s.tenant_id for s in new],
-                        [s.kind for s in new],
-                        [names[s][2] for s in new],
-                        [wrapped for _, wrapped in wraps],
-                        [master_id for master_id, _ in wraps],
-                    ),
-                )
-                rows += self._live(conn, new, names)
+                ids = [uuid.uuid4() for _ in new]
+                raws = [os.urandom(KEY_BYTES) for _ in new]
+                wraps = [
+                    self.master.wrap(raw, key_id.bytes)
+                    for raw, key_id in zip(raws, ids, strict=True)
+                ]
+                inserted = {
+                    row[0]
+                    for row in conn.execute(
+                        _MAKE,
+                        (
+                            ids,
+                            [s.tenant_id for s in new],
+                            [s.kind for s in new],
+                            [names[s][2] for s in new],
+                            [wrapped for _, wrapped in wraps],
+                            [master_id for master_id, _ in wraps],
+                        ),
+                    ).fetchall()
+                }
+                for subject, key_id, raw in zip(new, ids, raws, strict=True):
+                    if key_id in inserted:
+                        made[subject] = DataKey(key_id, AESGCM(raw))
+                raced = [s for s in new if s not in made]
+                if raced:
+                    rows += self._live(conn, raced, names)
         by_name = {
             (tenant, kind, bytes(digest)): (key_id, bytes(wrapped), master_id)
             for key_id, tenant, kind, digest, wrapped, master_id in rows
@@ -185,8 +200,11 @@ class Keyring:
         expires = time.monotonic() + self._ttl_s
         found_keys = {}
         for subject in subjects:
-            key_id, wrapped, master_id = by_name[names[subject]]
-            key = DataKey(key_id, AESGCM(self.master.unwrap(master_id, wrapped, key_id.bytes)))
+            key = made.get(subject)
+            if key is None:
+                key_id, wrapped, master_id = by_name[names[subject]]
+                unwrapped = self.master.unwrap(master_id, wrapped, key_id.bytes)
+                key = DataKey(key_id, AESGCM(unwrapped))
             self._by_subject[names[subject]] = (expires, key)
             self._by_id[key.raw_id] = (expires, key)
             found_keys[subject] = key

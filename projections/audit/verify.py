@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from infrastructure.eventstore.codec import EventCodec
-from infrastructure.eventstore.tracking import EVENTS_REMOVED_THROUGH, stored_position
+from infrastructure.eventstore.tracking import EVENTS_REMOVED_THROUGH, read_position
 from projections.audit.entries import entries
 from projections.audit.projector import NAME, audited_after, write
 from projections.comparison import Comparison, VerifyReport, table_digest
@@ -33,8 +33,8 @@ Progress = Callable[[int, int], None]
 def verify(database_url: str, codec: EventCodec, progress: Progress | None = None) -> VerifyReport:
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        position = stored_position(conn, NAME)
-        horizon = stored_position(conn, EVENTS_REMOVED_THROUGH)
+        position = read_position(conn, NAME)
+        horizon = read_position(conn, EVENTS_REMOVED_THROUGH)
         live_schema = _schema_of_audit_log(conn)
         live = table_digest(conn, live_schema, _ROWS, (horizon,))
         conn.execute(

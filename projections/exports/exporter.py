@@ -24,7 +24,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import (
     AUDIT_PROJECTION,
     NOTIFICATIONS_PROJECTION,
-    stored_position,
+    read_position,
 )
 from infrastructure.exports.stream import ExportSpec, ExportStream, PositionNotReachedError
 from projections.exports.archived import load_archived
@@ -103,7 +103,7 @@ def open_export(
 def _position(conn: psycopg.Connection[Any], spec: ExportSpec) -> int:
     """The position to export at: the one asked for, if the read model has reached it."""
     tracked = AUDIT_PROJECTION if spec.kind == "audit-logs" else NOTIFICATIONS_PROJECTION
-    reached = stored_position(conn, tracked)
+    reached = read_position(conn, tracked)
     position = reached if spec.position is None else spec.position
     if position > reached:
         raise PositionNotReachedError(position, reached)

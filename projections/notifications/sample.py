@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from infrastructure.eventstore.codec import EventCodec
-from infrastructure.eventstore.tracking import stored_position
+from infrastructure.eventstore.tracking import read_position
 from infrastructure.log import get_logger
 from projections.notifications.projector import NAME
 from projections.notifications.shadow import live_schema, replay_streams, shadow
@@ -40,7 +40,7 @@ SELECT notification_id FROM (
 def verify_sample(*, database_url: str, codec: EventCodec, size: int) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        position = stored_position(conn, NAME)
+        position = read_position(conn, NAME)
         ids = _sample(conn, size, position)
         live = live_schema(conn)
         with shadow(conn) as schema:
