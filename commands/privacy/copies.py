@@ -29,7 +29,7 @@ from infrastructure.exports.stream import Manifest as ExportManifest
 from infrastructure.privacy.keyring import Keyring, Subject
 
 if TYPE_CHECKING:
-    from commands.privacy.eraser import Job
+    from commands.privacy.job import Job
 
 Row = dict[str, Any]
 Change = Callable[[Row], Row | None]  # the row as it stays; None: the row goes

@@ -31,16 +31,18 @@ import redis
 from psycopg.types.json import Jsonb
 
 from commands.identity.handlers import user_row
+from commands.privacy.audit_scrub import scrub_audit_log
+from commands.privacy.job import NO_DELETION, Job, load
 from domain.identity import user as users
 from domain.notifications import notification as notifications
 from domain.notifications.state import Status
-from domain.privacy import Receipt, StoreReport, SubjectErased, SubjectKind, nothing_found
+from domain.privacy import StoreReport, SubjectErased, SubjectKind
 from infrastructure.eventstore import meta
 from infrastructure.eventstore.catalog import NOTIFICATION_EVENT_NAMES
 from infrastructure.eventstore.store import ConcurrencyError, EventStore
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, stored_position
 from infrastructure.log import get_logger
-from infrastructure.privacy.keyring import Keyring, Subject
+from infrastructure.privacy.keyring import Keyring
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.scheduling.runs import try_lock, unlock
 
@@ -55,11 +57,6 @@ ERASED_BY = "erasure"
 Deleter = Callable[[str], bool]
 
 _WAITING = "SELECT erasure_id FROM erasures WHERE status <> 'done' ORDER BY requested_at"
-_JOB = """
-SELECT erasure_id, tenant_id, subject_kind, subject_ref, requested_at, meta, status, step,
-       progress, keys_destroyed_at
-FROM erasures WHERE erasure_id = %s
-"""
 _ADVANCE = """
 UPDATE erasures SET status = 'running', step = %s, progress = progress || %s
 WHERE erasure_id = %s
@@ -90,37 +87,6 @@ WHERE notification_id = ANY(%s) AND provider_message_id IS NOT NULL
 _STILL_SHOWN = """
 SELECT count(*) FROM notification_view WHERE notification_id = ANY(%s) AND status <> 'erased'
 """
-_AUDIT_WITH_EMAIL = """
-SELECT entry_id, details->>'email' FROM audit_log
-WHERE tenant_id = %s AND details ? 'email'
-"""
-_AUDIT_OF_USER = """
-SELECT entry_id FROM audit_log
-WHERE tenant_id = %s AND (actor = %s OR subject = %s)
-  AND (ip IS NOT NULL OR user_agent IS NOT NULL OR details ? 'email')
-"""
-_AUDIT_SCRUB = """
-UPDATE audit_log SET ip = NULL, user_agent = NULL, details = details - 'email'
-WHERE entry_id = ANY(%s)
-"""
-
-
-class Job(msgspec.Struct, frozen=True, kw_only=True):
-    erasure_id: uuid.UUID
-    tenant_id: str
-    kind: SubjectKind
-    ref: str
-    requested_at: datetime
-    meta: bytes | None
-    step: str
-    progress: dict[str, Any]
-    keys_destroyed_at: datetime | None
-
-    def hashed(self, keyring: Keyring) -> bytes:
-        """The subject's keyed hash, as subject_keys and the read models know it."""
-        if self.kind is SubjectKind.RECIPIENT:
-            return bytes.fromhex(self.ref)
-        return keyring.subject_hash(Subject(self.tenant_id, self.kind.value, self.ref))
 
 
 class Eraser:
@@ -159,7 +125,7 @@ class Eraser:
                 if not try_lock(conn, name):
                     continue
                 try:
-                    job = _load(conn, erasure_id)
+                    job = load(conn, erasure_id)
                     if job is None:
                         continue  # finished meanwhile by whoever held the lock before
                     conn.execute(_STARTED, (erasure_id,))
@@ -184,7 +150,7 @@ class Eraser:
                 if step != "receipt":
                     conn.execute(_ADVANCE, (following, Jsonb({step: report}), job.erasure_id))
                 log.info("erasure step done", erasure_id=str(job.erasure_id), step=step)
-                reloaded = _load(conn, job.erasure_id)
+                reloaded = load(conn, job.erasure_id)
                 if reloaded is None:
                     return
                 job = reloaded
@@ -306,28 +272,14 @@ class Eraser:
         hashed = job.hashed(self._keyring).hex()
         recent = int(self._redis.delete(self._keys.recent(job.tenant_id, hashed)))
         self._redis.hdel(self._keys.unread(job.tenant_id), hashed)
-        entries = self._audit_entries(conn, job)
-        if entries:
-            conn.execute(_AUDIT_SCRUB, (entries,))
+        entries = scrub_audit_log(conn, job, self._keyring)
         return {
             "rows": len(ids),
             "rows_still_shown": shown,
             "cached_pages": pages,
             "recent_keys": recent,
-            "audit_entries": len(entries),
+            "audit_entries": entries,
         }
-
-    def _audit_entries(self, conn: psycopg.Connection[Any], job: Job) -> list[str]:
-        if job.kind is SubjectKind.USER:
-            rows = conn.execute(_AUDIT_OF_USER, (job.tenant_id, job.ref, job.ref)).fetchall()
-            return [row[0] for row in rows]
-        wanted = job.hashed(self._keyring)
-        return [
-            entry_id
-            for entry_id, email in conn.execute(_AUDIT_WITH_EMAIL, (job.tenant_id,)).fetchall()
-            if email
-            and self._keyring.subject_hash(Subject(job.tenant_id, "recipient", email)) == wanted
-        ]
 
     def _copies(self, conn: psycopg.Connection[Any], job: Job) -> dict[str, Any]:
         reports = self._rewrite_copies(conn, job, self._keyring)
@@ -343,7 +295,7 @@ class Eraser:
             report["found"] += 1
             deleter = self._deleters.get(provider)
             if deleter is None:
-                report["note"] = _NO_DELETION.get(provider, _NO_DELETION["other"])
+                report["note"] = NO_DELETION.get(provider, NO_DELETION["other"])
                 continue
             if message_id not in done:
                 # A ProviderError leaves the step to the next poll, which skips those done.
@@ -358,21 +310,8 @@ class Eraser:
         return reports
 
     def _receipt(self, conn: psycopg.Connection[Any], job: Job) -> dict[str, Any]:
-        progress = job.progress
-        stores = _stores(progress)
-        destroyed = tuple(uuid.UUID(k) for k in progress.get("destroy_keys", {}).get("keys", []))
         now = datetime.now(UTC)
-        receipt = Receipt(
-            erasure_id=job.erasure_id,
-            tenant_id=job.tenant_id,
-            subject_kind=job.kind,
-            subject_ref=job.ref,
-            requested_at=job.requested_at,
-            completed_at=now,
-            destroyed_keys=destroyed,
-            stores=stores,
-            nothing_found=nothing_found(stores, destroyed),
-        )
+        receipt = job.receipt(now)
         event = SubjectErased(
             at=now, tenant_id=job.tenant_id, erasure_id=job.erasure_id, receipt=receipt
         )
@@ -398,63 +337,3 @@ class Eraser:
                     "the erasure goes on at the next poll"
                 )
             time.sleep(POLL_S)
-
-
-_NO_DELETION = {
-    "sendgrid": "SendGrid's API cannot delete a sent message: its copy stays in SendGrid's "
-    "activity log until SendGrid's own retention removes it",
-    "fcm": "Firebase Cloud Messaging keeps no message that can be deleted through its API; "
-    "a message not yet delivered to the device expires after its time to live",
-    "other": "this provider's API offers no deletion of a sent message",
-}
-
-
-def _stores(progress: dict[str, Any]) -> dict[str, StoreReport]:
-    settled = progress.get("settle", {})
-    keys = progress.get("destroy_keys", {}).get("keys", [])
-    read = progress.get("read_models", {})
-    stores: dict[str, StoreReport] = {}
-    if "users" in settled:
-        stores["users"] = StoreReport(found=settled["users"], scrubbed=settled["erased"])
-    else:
-        count = settled.get("notifications", 0)
-        cancelled = settled.get("cancelled", 0)
-        stores["notifications"] = StoreReport(
-            found=count,
-            scrubbed=count - read.get("rows_still_shown", 0),
-            note=f"{cancelled} not yet sent were cancelled" if cancelled else "",
-        )
-    stores["event_store"] = StoreReport(
-        found=len(keys),
-        scrubbed=len(keys),
-        note="personal fields are sealed under the subject's keys, which are destroyed",
-    )
-    stores["redis"] = StoreReport(
-        found=read.get("cached_pages", 0) + read.get("recent_keys", 0),
-        scrubbed=read.get("cached_pages", 0) + read.get("recent_keys", 0),
-    )
-    stores["audit_log"] = StoreReport(
-        found=read.get("audit_entries", 0), scrubbed=read.get("audit_entries", 0)
-    )
-    for name, report in progress.get("copies", {}).items():
-        stores[name] = msgspec.convert(report, StoreReport)
-    for provider, report in progress.get("providers", {}).items():
-        stores[f"provider:{provider}"] = msgspec.convert(report, StoreReport)
-    return stores
-
-
-def _load(conn: psycopg.Connection[Any], erasure_id: uuid.UUID) -> Job | None:
-    row = conn.execute(_JOB, (erasure_id,)).fetchone()
-    if row is None or row[6] == "done":
-        return None
-    return Job(
-        erasure_id=row[0],
-        tenant_id=row[1],
-        kind=SubjectKind(row[2]),
-        ref=row[3],
-        requested_at=row[4],
-        meta=bytes(row[5]) if row[5] is not None else None,
-        step=row[7],
-        progress=row[8] or {},
-        keys_destroyed_at=row[9],
-    )
