@@ -17,7 +17,6 @@ from psycopg_pool import AsyncConnectionPool
 from uuid_utils.compat import uuid7
 
 from domain.errors import ConflictError, InvalidValueError
-from domain.identity.roles import normalise_email
 from domain.notifications.values import Channel, check_recipient
 from domain.privacy import SubjectErasureRequested, SubjectKind
 from infrastructure.eventstore import meta
@@ -54,9 +53,8 @@ class RequestErasure(Command[ErasureAccepted], frozen=True, kw_only=True):
 def normalised_recipient(raw: str) -> str:
     """The address as notifications store it: InvalidValueError naming `recipient` when it
     is no email address, E.164 number or device token."""
-    if "@" in raw:
-        return normalise_email(raw) if raw else raw
-    channel = Channel.SMS if raw.startswith("+") else Channel.PUSH
+    # The shape says which kind of address it is: an @, a leading +, or neither.
+    channel = Channel.EMAIL if "@" in raw else Channel.SMS if raw.startswith("+") else Channel.PUSH
     try:
         return check_recipient(channel, raw)
     except InvalidValueError:
