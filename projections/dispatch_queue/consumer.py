@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from domain.notifications.events import NotificationDeadLettered
 from infrastructure.eventstore.codec import EventCodec
@@ -67,7 +67,14 @@ class DispatchQueueProjection:
         group = consumer_group(self._namespace, DISPATCHER_GROUP)
         consumer = Consumer(consumer_config(self._bootstrap, group))
         producer = Producer(producer_config(self._bootstrap))
-        consumer.subscribe([topic])
+
+        def assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info("partitions assigned", partitions=sorted(p.partition for p in partitions))
+
+        def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info("partitions revoked", partitions=sorted(p.partition for p in partitions))
+
+        consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
         try:
             with psycopg.connect(self._database_url, autocommit=True) as conn:
                 while not stop.is_set():
