@@ -37,7 +37,19 @@ class ErasureStarted(msgspec.Struct, frozen=True, kw_only=True):
     status_url: str
 
 
-def _started(accepted: ErasureAccepted) -> Response[ErasureStarted]:
+async def _erase(
+    commands: Commands, *, recipient: str | None, user_id: UUID | None
+) -> Response[ErasureStarted]:
+    """Ask for the erasure, in the caller's tenant; 202 with its id and where to follow it."""
+    caller = commands.caller
+    accepted: ErasureAccepted = await commands.handle(
+        RequestErasure(
+            tenant_id=caller.tenant_id,
+            recipient=recipient,
+            user_id=user_id,
+            requested_by=caller.subject,
+        )
+    )
     url = f"/data-pipeline/erasures/{accepted.erasure_id}"
     body = ErasureStarted(
         erasure_id=accepted.erasure_id,
@@ -69,16 +81,7 @@ _DESCRIPTION = (
 async def request_erasure(
     data: JSONBody[ErasureRequest], commands: NamedDependency[Commands]
 ) -> Response[ErasureStarted]:
-    caller = commands.caller
-    accepted = await commands.handle(
-        RequestErasure(
-            tenant_id=caller.tenant_id,
-            recipient=data.recipient,
-            user_id=data.user_id,
-            requested_by=caller.subject,
-        )
-    )
-    return _started(accepted)
+    return await _erase(commands, recipient=data.recipient, user_id=data.user_id)
 
 
 @delete(
@@ -93,21 +96,11 @@ async def request_erasure(
 async def anonymize(
     subject: FromPath[str], commands: NamedDependency[Commands]
 ) -> Response[ErasureStarted]:
-    caller = commands.caller
     try:
-        user_id: UUID | None = UUID(subject)
-        recipient = None
+        user_id = UUID(subject)
     except ValueError:
-        user_id, recipient = None, subject
-    accepted = await commands.handle(
-        RequestErasure(
-            tenant_id=caller.tenant_id,
-            recipient=recipient,
-            user_id=user_id,
-            requested_by=caller.subject,
-        )
-    )
-    return _started(accepted)
+        return await _erase(commands, recipient=subject, user_id=None)
+    return await _erase(commands, recipient=None, user_id=user_id)
 
 
 ROUTES = [request_erasure, anonymize]
