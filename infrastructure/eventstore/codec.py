@@ -22,6 +22,7 @@ from infrastructure.eventstore import meta
 from infrastructure.eventstore.meta import EventMeta
 from infrastructure.eventstore.sealer import SEALED_MARK, Sealer, clear_part
 from infrastructure.privacy.keyring import KeysNotCachedError, Subject
+from infrastructure.privacy.made_keys import MadeKeys
 
 
 class UnknownEventError(LookupError):
@@ -46,10 +47,18 @@ class EventCodec:
     def topic(event: DomainEvent) -> str:
         return f"{type(event).__name__}@{event.version}"
 
-    def encode(self, event: DomainEvent, stream_id: UUID | None = None) -> tuple[str, bytes]:
-        """The topic and bytes of `event`, its personal fields sealed (given its stream)."""
+    def encode(
+        self, event: DomainEvent, stream_id: UUID | None = None, unstored: set[bytes] | None = None
+    ) -> tuple[str, bytes]:
+        """The topic and bytes of `event`, its personal fields sealed (given its stream and
+        `unstored`, which gets the ids of keys made for it: store them with it, see
+        `key_rows`)."""
         if self.sealer is not None and stream_id is not None:
-            return self.topic(event), self.sealer.seal(stream_id, event, self._encoder.encode)
+            if unstored is None:
+                raise TypeError("sealing needs a set for the ids of the keys it makes")
+            return self.topic(event), self.sealer.seal(
+                stream_id, event, self._encoder.encode, unstored
+            )
         return self.topic(event), self._encoder.encode(event)
 
     def recipient_hash(self, tenant: str, recipient: str) -> bytes:
@@ -62,33 +71,55 @@ class EventCodec:
     def prepare_keys(
         self, items: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None = None
     ) -> None:
-        """Fetch (or make) the keys sealing `items` and `about` needs (I/O): after
-        KeysNotCachedError from `encode` or `encode_meta`."""
+        """What sealing `items` and `about` needs (I/O): after KeysNotCachedError from
+        `encode` or `encode_meta`."""
         if self.sealer is not None:
             self.sealer.prepare(self.sealer.subjects(items, about))
+
+    @property
+    def made_keys(self) -> MadeKeys | None:
+        """The keys sealing made whose rows are still to be stored: a writer claims those its
+        events were sealed under (the ids `encode` collected) and stores them with them."""
+        return None if self.sealer is None else self.sealer.keyring.made
 
     def encode_all(
         self, pairs: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None
     ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-        """The stored metadata and each (topic, bytes) of `pairs`, fetching keys when this
-        process lacks some (I/O: sync callers only)."""
+        """The stored metadata and each (topic, bytes) of `pairs`, for callers that write
+        them through a connection of their own: the keys made for them are stored first,
+        in a transaction of their own (I/O: sync callers only)."""
+        unstored: set[bytes] = set()
         try:
-            return self._encode_all(pairs, about)
+            encoded = self._encode_all(pairs, about, unstored)
         except KeysNotCachedError:
             self.prepare_keys(pairs, about)
-            return self._encode_all(pairs, about)
+            encoded = self._encode_all(pairs, about, unstored)
+        if unstored and self.sealer is not None:
+            self.sealer.keyring.store_now(unstored)
+        return encoded
 
     def _encode_all(
-        self, pairs: Sequence[tuple[UUID, DomainEvent]], about: EventMeta | None
+        self,
+        pairs: Sequence[tuple[UUID, DomainEvent]],
+        about: EventMeta | None,
+        unstored: set[bytes],
     ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-        return self.encode_meta(about, pairs), [self.encode(e, s) for s, e in pairs]
+        return self.encode_meta(about, pairs, unstored), [
+            self.encode(e, s, unstored) for s, e in pairs
+        ]
 
     def encode_meta(
-        self, about: EventMeta | None, items: Sequence[tuple[UUID, DomainEvent]]
+        self,
+        about: EventMeta | None,
+        items: Sequence[tuple[UUID, DomainEvent]],
+        unstored: set[bytes] | None = None,
     ) -> bytes | None:
-        """The metadata to store with `items`, its client address and user agent sealed."""
+        """The metadata to store with `items`, its client address and user agent sealed
+        (given `unstored`, as `encode`)."""
         if self.sealer is not None:
-            about = self.sealer.seal_meta(about, items)
+            if unstored is None:
+                raise TypeError("sealing needs a set for the ids of the keys it makes")
+            about = self.sealer.seal_meta(about, items, unstored)
         return meta.encode(about)
 
     def decode_meta(self, raw: bytes | None) -> EventMeta | None:

@@ -34,7 +34,7 @@ from infrastructure.eventstore.personal import RULES, meta_fields, meta_owner, o
 from infrastructure.privacy.cipher import ERASED, PREFIX, DataKey, SealedFieldError, open_raw
 from infrastructure.privacy.cipher import raw_of as field_raw
 from infrastructure.privacy.cipher import seal as seal_field
-from infrastructure.privacy.keyring import Keyring, KeysNotCachedError, Subject
+from infrastructure.privacy.keyring import Keyring, Subject
 
 MARK = b"\x1bhx2"  # a sealed envelope starts so; msgpack of a struct never does
 SEALED_MARK = b"\x1bhx1:"  # what sealed metadata fields hold
@@ -77,19 +77,9 @@ class Sealer:
                 found.add(owner)
         return found
 
-    def ready(self, subjects: Iterable[Subject]) -> bool:
-        """Whether every subject's key is in this process's cache: sealing needs no I/O."""
-        return all(self.keyring.cached_for(subject) is not None for subject in subjects)
-
     def prepare(self, subjects: Iterable[Subject]) -> None:
-        """Fetch (or make) the keys of `subjects`, in one round trip."""
-        self.keyring.keys_for(subjects)
-
-    def _key(self, subject: Subject) -> DataKey:
-        key = self.keyring.cached_for(subject)
-        if key is None:
-            raise KeysNotCachedError(subject.kind)
-        return key
+        """After KeysNotCachedError: what sealing for `subjects` needs, in one round trip."""
+        self.keyring.refresh(subjects)
 
     def _nonce(self) -> bytes:
         self._counter += 1
@@ -98,40 +88,53 @@ class Sealer:
     # Sealing
 
     def seal(
-        self, stream: UUID, event: DomainEvent, encode: Callable[[DomainEvent], bytes]
+        self,
+        stream: UUID,
+        event: DomainEvent,
+        encode: Callable[[DomainEvent], bytes],
+        unstored: set[bytes],
     ) -> bytes:
-        """The stored bytes of `event`: an envelope when it has personal fields.
-        KeysNotCachedError when a key is not in this process's cache: `prepare`, then again."""
+        """The stored bytes of `event`: an envelope when it has personal fields. The ids of
+        keys made for it and not stored yet are added to `unstored`: store them with it.
+        KeysNotCachedError when the keys need I/O: `prepare`, then again."""
         rule = RULES.get(type(event))
         if rule is None:
             return encode(event)
-        chunks: dict[Subject, list[str]] = {}
-        owners: list[int] = []
-        order: dict[Subject, int] = {}
+        owners: list[Subject] = []
+        values: list[str] = []
 
         def take(whose: Subject, value: str) -> str:
-            index = order.setdefault(whose, len(order))
-            chunks.setdefault(whose, []).append(value)
-            owners.append(index)
+            owners.append(whose)
+            values.append(value)
             return ""
 
         clear = rule(stream, event, take)
-        if not owners:
+        if not values:
             return encode(event)
-        parts = [MARK, bytes([len(order)])]
-        for whose in order:  # in order of first appearance, as the indexes count them
-            key = self._key(whose)
+        first = owners[0]
+        if all(whose is first for whose in owners):  # the usual case: one subject
+            chunks = {first: values}
+            indexes = bytes(len(values))
+        else:
+            chunks = {}
+            for whose, value in zip(owners, values, strict=True):
+                chunks.setdefault(whose, []).append(value)
+            order = {whose: index for index, whose in enumerate(chunks)}
+            indexes = bytes(order[whose] for whose in owners)
+        parts = [MARK, bytes((len(chunks),))]
+        for whose, chunk in chunks.items():  # in order of first appearance, as indexes count
+            key = self.keyring.key_to_seal(whose, unstored)
             nonce = self._nonce()
-            body = key.aead.encrypt(nonce, _values.encode(chunks[whose]), key.raw_id)
-            parts.append(_CHUNK.pack(key.raw_id, nonce, len(body)))
-            parts.append(body)
-        parts.append(_COUNT.pack(len(owners)))
-        parts.append(bytes(owners))
-        parts.append(encode(clear))
+            body = key.aead.encrypt(nonce, _values.encode(chunk), key.raw_id)
+            parts += (_CHUNK.pack(key.raw_id, nonce, len(body)), body)
+        parts += (_COUNT.pack(len(indexes)), indexes, encode(clear))
         return b"".join(parts)
 
     def seal_meta(
-        self, about: EventMeta | None, items: Sequence[tuple[UUID, DomainEvent]]
+        self,
+        about: EventMeta | None,
+        items: Sequence[tuple[UUID, DomainEvent]],
+        unstored: set[bytes],
     ) -> EventMeta | None:
         """`about` with its client address and user agent sealed under their owner's key."""
         if about is None:
@@ -140,7 +143,7 @@ class Sealer:
         owner = meta_owner(about, first)
         if owner is None:
             return about
-        key = self._key(owner)
+        key = self.keyring.key_to_seal(owner, unstored)
         return meta_fields(about, owner, lambda _whose, value: seal_field(key, value))
 
     # Opening

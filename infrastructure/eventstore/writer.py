@@ -5,10 +5,15 @@ events of one command, or of a whole batch request) and await its positions. The
 takes whatever is queued, up to `max_units` (waiting `linger` for company only when it
 holds a single unit), and commits it in one transaction under the same table lock the
 eventsourcing library's recorder takes, so followers of the global log never skip a
-position. Small commits are one statement (`herald_append_events`); large ones, and those
-that record idempotency keys, use binary COPY in an explicit transaction. A success means
+position. Small commits are one statement (`herald_append_events`, or
+`herald_append_sealed_events` with new data keys); large ones, and those that record
+idempotency keys, use binary COPY in an explicit transaction. A success means
 the events are committed. If the shared transaction fails, the units are written again one
 by one under savepoints, so a failing command fails alone and its neighbours still commit.
+
+Sealed events may be sealed under data keys the codec made for them (`made_keys.py`): their
+rows are written by COPY in the same transaction as the events, so a key is stored exactly
+when some event sealed under it is.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from infrastructure.eventstore.store import (
     ConstraintViolationError,
 )
 from infrastructure.log import get_logger
-from infrastructure.privacy.keyring import KeysNotCachedError
+from infrastructure.privacy.keyring import KeysNotCachedError, copy_rows
+from infrastructure.privacy.made_keys import KeyRow
 
 log = get_logger(__name__)
 
@@ -47,6 +53,9 @@ _LAST_POSITION = sql.SQL("SELECT currval(pg_get_serial_sequence({}, 'notificatio
     sql.Literal(EVENTS_TABLE)
 )
 _APPEND = "SELECT * FROM herald_append_events(%s, %s, %s, %s, %s)"
+_APPEND_SEALED = (
+    "SELECT * FROM herald_append_sealed_events(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 # Up to this many rows a commit is one statement; above it, COPY moves rows faster
 # (measured: for 1,000-row units the array statement took twice as long per row).
 ONE_STATEMENT_ROWS = 256
@@ -88,6 +97,7 @@ class StreamAppend:
 class _Unit:
     rows: list[Row]
     idempotency: Idempotency | None
+    keys: set[bytes]  # ids of data keys sealing these rows that were made and maybe not stored
     done: asyncio.Future[list[int]] = field(repr=False)
 
 
@@ -126,24 +136,28 @@ class GroupCommitWriter:
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
         bound = meta.current()
+        keys: set[bytes] = set()
         try:
-            rows = self._rows(appends, bound)
+            rows = self._rows(appends, bound, keys)
         except KeysNotCachedError:
-            # Subjects this process has not sealed for lately: their keys in one round trip.
+            # A tenant new to this process, or keys due to be checked: one round trip.
             pairs = [(a.stream_id, event) for a in appends for event in a.events]
             await asyncio.to_thread(self._codec.prepare_keys, pairs, bound)
-            rows = self._rows(appends, bound)
+            rows = self._rows(appends, bound, keys)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Unit(rows, idempotency, done))
+        self._queue.put_nowait(_Unit(rows, idempotency, keys, done))
         return await done
 
-    def _rows(self, appends: Sequence[StreamAppend], bound: meta.EventMeta | None) -> list[Row]:
+    def _rows(
+        self, appends: Sequence[StreamAppend], bound: meta.EventMeta | None, keys: set[bytes]
+    ) -> list[Row]:
         pairs = [(append.stream_id, event) for append in appends for event in append.events]
-        about = self._codec.encode_meta(bound, pairs)
+        about = self._codec.encode_meta(bound, pairs, keys)
+        encode = self._codec.encode
         rows: list[Row] = []
         for append in appends:
             for offset, event in enumerate(append.events, start=1):
-                topic, state = self._codec.encode(event, append.stream_id)
+                topic, state = encode(event, append.stream_id, keys)
                 rows.append(
                     (append.stream_id, append.expected_version + offset, topic, state, about)
                 )
@@ -199,33 +213,73 @@ class GroupCommitWriter:
         self, conn: psycopg.AsyncConnection[Any], units: list[_Unit]
     ) -> list[int]:
         rows = [row for u in units for row in u.rows]
-        if len(rows) <= ONE_STATEMENT_ROWS and all(u.idempotency is None for u in units):
-            return await self._append_in_one_statement(conn, rows)
-        async with conn.transaction():
-            await conn.execute(APPEND_LOCK)
-            positions = await self._copy(conn, [row for u in units for row in u.rows])
-            start = 0
-            for unit in units:
-                await self._remember(conn, unit, positions[start : start + len(unit.rows)])
-                start += len(unit.rows)
-            await conn.execute(NOTIFY_APPENDED)
-        return positions
+        keys = await self._claim({key for u in units for key in u.keys})
+        stored = False
+        try:
+            if len(rows) <= ONE_STATEMENT_ROWS and all(u.idempotency is None for u in units):
+                positions = await self._append_in_one_statement(conn, rows, keys)
+                stored = True
+                return positions
+            async with conn.transaction():
+                if keys:
+                    await copy_rows(conn, keys)
+                await conn.execute(APPEND_LOCK)
+                positions = await self._copy(conn, rows)
+                start = 0
+                for unit in units:
+                    await self._remember(conn, unit, positions[start : start + len(unit.rows)])
+                    start += len(unit.rows)
+                await conn.execute(NOTIFY_APPENDED)
+            stored = True
+            return positions
+        finally:
+            self._settle(keys, stored)
+
+    async def _claim(self, unstored: set[bytes]) -> list[KeyRow]:
+        """The rows of keys made for these events and not stored yet, to store with them;
+        when another transaction is writing some of them, after it ends."""
+        made = self._codec.made_keys
+        if made is None or not unstored:
+            return []
+        while True:
+            rows, busy = made.claim(unstored)
+            if not busy:
+                return rows
+            made.settle(rows, stored=False)
+            await asyncio.sleep(0.001)
+
+    def _settle(self, rows: list[KeyRow], stored: bool) -> None:
+        made = self._codec.made_keys
+        if made is not None and rows:
+            made.settle(rows, stored)
 
     async def _commit_one_by_one(
         self, conn: psycopg.AsyncConnection[Any], units: list[_Unit]
     ) -> None:
         outcomes: list[tuple[_Unit, list[int] | Exception]] = []
-        async with conn.transaction():
-            await conn.execute(APPEND_LOCK)
-            for unit in units:
-                try:
-                    async with conn.transaction():  # a savepoint
-                        positions = await self._copy(conn, unit.rows)
-                        await self._remember(conn, unit, positions)
-                    outcomes.append((unit, positions))
-                except psycopg.IntegrityError as exc:
-                    outcomes.append((unit, _integrity_error(exc)))
-            await conn.execute(NOTIFY_APPENDED)
+        written: list[KeyRow] = []  # stored when the transaction commits
+        committed = False
+        try:
+            async with conn.transaction():
+                await conn.execute(APPEND_LOCK)
+                for unit in units:
+                    keys = await self._claim(unit.keys)
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            if keys:
+                                await copy_rows(conn, keys)
+                            positions = await self._copy(conn, unit.rows)
+                            await self._remember(conn, unit, positions)
+                        outcomes.append((unit, positions))
+                        written += keys
+                    except psycopg.IntegrityError as exc:
+                        # Left for the next unit sealed under them.
+                        self._settle(keys, stored=False)
+                        outcomes.append((unit, _integrity_error(exc)))
+                await conn.execute(NOTIFY_APPENDED)
+            committed = True
+        finally:
+            self._settle(written, committed)
         for unit, outcome in outcomes:
             if isinstance(outcome, Exception):
                 _fail(unit, outcome)
@@ -234,7 +288,7 @@ class GroupCommitWriter:
 
     @staticmethod
     async def _append_in_one_statement(
-        conn: psycopg.AsyncConnection[Any], rows: list[Row]
+        conn: psycopg.AsyncConnection[Any], rows: list[Row], keys: list[KeyRow]
     ) -> list[int]:
         # In a busy event loop every await resumes late, so a commit of many round trips
         # (lock, copy, sequence, notify, commit) is slow however fast each one is. One
@@ -246,7 +300,11 @@ class GroupCommitWriter:
             [r[3] for r in rows],
             [r[4] for r in rows],
         )
-        cursor = await conn.execute(_APPEND, columns, binary=True)
+        if keys:
+            key_columns = tuple(list(column) for column in zip(*keys, strict=True))
+            cursor = await conn.execute(_APPEND_SEALED, columns + key_columns, binary=True)
+        else:
+            cursor = await conn.execute(_APPEND, columns, binary=True)
         recorded = {(stream, version): position async for stream, version, position in cursor}
         return [recorded[(row[0], row[1])] for row in rows]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from dataclasses import dataclass
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -27,15 +26,19 @@ class SealedFieldError(Exception):
     """A sealed field is damaged: its ciphertext does not open under its own key."""
 
 
-@dataclass(frozen=True)
 class DataKey:
-    key_id: UUID
-    aead: AESGCM
-    raw_id: bytes = b""  # key_id's 16 bytes, kept at hand: they are the AAD of every field
+    """A subject's data key, ready to seal and open, named by its id's 16 bytes (the
+    associated data of everything sealed under it)."""
 
-    def __post_init__(self) -> None:
-        if not self.raw_id:
-            object.__setattr__(self, "raw_id", self.key_id.bytes)
+    __slots__ = ("aead", "raw_id")
+
+    def __init__(self, key_id: UUID | bytes, aead: AESGCM) -> None:
+        self.raw_id = key_id if isinstance(key_id, bytes) else key_id.bytes
+        self.aead = aead
+
+    @property
+    def key_id(self) -> UUID:
+        return UUID(bytes=self.raw_id)
 
 
 def is_sealed(value: str) -> bool:

@@ -1,24 +1,31 @@
 """Data keys by subject and by id, and each tenant's hashing key, from PostgreSQL, cached.
 
 A data subject is a tenant's recipient (an email address, a phone number, a device token)
-or a user account. Its live data key seals its personal fields; destroying the key (the
-row keeps its id, its wrapped key goes) erases them everywhere the ciphertext went. A
-subject whose key was destroyed gets a new one for whatever comes after.
+or a user account. A live data key seals its personal fields; destroying its keys (each row
+keeps its id, its wrapped key goes) erases them everywhere the ciphertext went. A subject
+whose keys were destroyed gets a new one for whatever comes after.
+
+Sealing does no I/O on the way: a process that has no key for a subject makes one (random,
+wrapped by the master key) and the row goes into the store in the same transaction as the
+first events it seals (`unstored_rows`, `mark_stored`), so no event names a key that is not
+stored. Each process makes its own: a subject has a live key per process that sealed for it,
+and erasure destroys them all.
 
 Subjects are named in the table by a keyed hash (HMAC-SHA256 under the tenant's hashing
-key), never by the identifier itself. Live keys are cached for `ttl_s`, so a destroyed key
-leaves every process's cache within that time; destroyed keys are remembered as destroyed.
+key), never by the identifier itself. Keys are cached for `ttl_s`: a process checks a cached
+key is still live once per `ttl_s`, so a destroyed key leaves every process's cache within
+that time; destroyed keys are remembered as destroyed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import threading
 import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -27,10 +34,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg_pool import ConnectionPool
 
 from infrastructure.privacy.cipher import DataKey
+from infrastructure.privacy.made_keys import KEY_COLUMNS, KEY_COPY_TYPES, KeyRow, MadeKeys
 from infrastructure.privacy.master import KEY_BYTES, MasterKeys
 
 KEY_TTL_S = 30.0
 HASHES_KEPT = 200_000  # subjects whose keyed hash a process remembers
+KEYS_KEPT = 200_000  # data keys a process keeps cached, by subject and by id
 
 
 class Subject(NamedTuple):
@@ -42,23 +51,18 @@ class Subject(NamedTuple):
 
 
 class KeysNotCachedError(LookupError):
-    """Sealing needs keys this process has not cached: fetch them (I/O), then seal again."""
+    """Sealing needs what this process has not cached (a tenant's hashing key) or must check
+    (a key cached for `ttl_s`): `Keyring.refresh` (I/O), then seal again."""
 
 
-# Made keys go in unless the subject has a live key already (another process made one just
-# now): the index keeps the first, and `_LIVE` reads it back.
-_MAKE = """
+# A key stored already (by another process's transaction, say) stays as it is.
+_STORE = """
 INSERT INTO subject_keys (key_id, tenant_id, subject_kind, subject_hash, wrapped, master_key_id)
 SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::text[])
-ON CONFLICT (tenant_id, subject_kind, subject_hash) WHERE wrapped IS NOT NULL DO NOTHING
-RETURNING key_id
+ON CONFLICT (key_id) DO NOTHING
 """
-_LIVE = """
-SELECT s.key_id, s.tenant_id, s.subject_kind, s.subject_hash, s.wrapped, s.master_key_id
-FROM subject_keys s JOIN unnest(%b::text[], %b::text[], %b::bytea[]) AS w(tenant, kind, hash)
-  ON s.tenant_id = w.tenant AND s.subject_kind = w.kind AND s.subject_hash = w.hash
-WHERE s.wrapped IS NOT NULL
-"""
+_COPY = f"COPY subject_keys ({KEY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_STILL_LIVE = "SELECT key_id FROM subject_keys WHERE key_id = ANY(%s) AND wrapped IS NOT NULL"
 _BY_ID = "SELECT key_id, wrapped, master_key_id FROM subject_keys WHERE key_id = ANY(%b)"
 _HASH_KEY_CREATE = """
 INSERT INTO tenant_hash_keys (tenant_id, wrapped, master_key_id) VALUES (%s, %s, %s)
@@ -88,6 +92,7 @@ class Keyring:
         self._hashes: dict[Subject, bytes] = {}
         self._by_subject: dict[tuple[str, str, bytes], tuple[float, DataKey]] = {}
         self._hash_keys: dict[str, bytes] = {}
+        self.made = MadeKeys()
 
     def close(self) -> None:
         if self._opened:
@@ -108,7 +113,7 @@ class Keyring:
         if digest is None:
             key = self._hash_keys.get(subject.tenant_id) or self._hash_key(subject.tenant_id)
             message = f"{subject.kind}\x00{subject.identifier}".encode()
-            digest = hmac.new(key, message, hashlib.sha256).digest()
+            digest = hmac.digest(key, message, hashlib.sha256)
             if len(self._hashes) >= HASHES_KEPT:
                 self._hashes.clear()
             self._hashes[subject] = digest
@@ -127,99 +132,94 @@ class Keyring:
         self._hash_keys[tenant] = key
         return key
 
-    # Data keys
+    # Data keys, for sealing
 
-    def cached_for(self, subject: Subject) -> DataKey | None:
-        """The subject's live key if this process has it fresh; no I/O."""
-        found = self._by_subject.get(self._subject_key(subject))
-        if found is None or found[0] < time.monotonic():
-            return None
-        return found[1]
+    def key_to_seal(self, subject: Subject, unstored: set[bytes]) -> DataKey:
+        """The key to seal `subject`'s fields under now, with no I/O: its cached key, or one
+        made here, whose id is added to `unstored` until a commit stores its row.
+        KeysNotCachedError when the tenant's hashing key is not cached or the cached key is
+        due to be checked: `refresh`, then again."""
+        hash_key = self._hash_keys.get(subject.tenant_id)
+        if hash_key is None:
+            raise KeysNotCachedError(subject.tenant_id)
+        digest = self._hashes.get(subject)
+        if digest is None:
+            digest = self.subject_hash(subject)
+        name = (subject.tenant_id, subject.kind, digest)
+        cached = self._by_subject.get(name)
+        if cached is None:
+            key = self._make(name)
+        elif cached[0] < time.monotonic():
+            raise KeysNotCachedError(subject.kind)
+        else:
+            key = cached[1]
+        if key.raw_id in self.made:
+            unstored.add(key.raw_id)
+        return key
 
-    def keys_for(self, subjects: Iterable[Subject]) -> dict[Subject, DataKey]:
-        """Each subject's live key, made for those that have none; one round trip for all
-        that this process has not cached."""
-        wanted = {subject: self._subject_key(subject) for subject in subjects}
-        found: dict[Subject, DataKey] = {}
-        # A key about to leave the cache is read again, so that a caller sealing right after
-        # this finds every key it asked for still cached.
-        now = time.monotonic() + min(1.0, self._ttl_s / 4)
-        missing = []
-        for subject, key in wanted.items():
-            cached = self._by_subject.get(key)
-            if cached is not None and cached[0] >= now:
-                found[subject] = cached[1]
-            else:
-                missing.append(subject)
-        if missing:
-            found.update(self._fetch_or_make(missing, wanted))
-        return found
-
-    def _fetch_or_make(
-        self, subjects: list[Subject], names: dict[Subject, tuple[str, str, bytes]]
-    ) -> dict[Subject, DataKey]:
-        """The live keys of `subjects`, made for those without: a lookup, and for subjects
-        never seen before an insert (and, for any another process made just then, a second
-        lookup). A key made here is used as made, not unwrapped again."""
-        made: dict[Subject, DataKey] = {}
-        with self._connection() as conn:
-            rows = self._live(conn, subjects, names)
-            if len(rows) < len(subjects):
-                found = {(t, k, bytes(h)) for _, t, k, h, _, _ in rows}
-                new = [s for s in subjects if names[s] not in found]
-                ids = [uuid.uuid4() for _ in new]
-                raws = [os.urandom(KEY_BYTES) for _ in new]
-                wraps = [
-                    self.master.wrap(raw, key_id.bytes)
-                    for raw, key_id in zip(raws, ids, strict=True)
-                ]
-                inserted = {
-                    row[0]
-                    for row in conn.execute(
-                        _MAKE,
-                        (
-                            ids,
-                            [s.tenant_id for s in new],
-                            [s.kind for s in new],
-                            [names[s][2] for s in new],
-                            [wrapped for _, wrapped in wraps],
-                            [master_id for master_id, _ in wraps],
-                        ),
-                    ).fetchall()
-                }
-                for subject, key_id, raw in zip(new, ids, raws, strict=True):
-                    if key_id in inserted:
-                        made[subject] = DataKey(key_id, AESGCM(raw))
-                raced = [s for s in new if s not in made]
-                if raced:
-                    rows += self._live(conn, raced, names)
-        by_name = {
-            (tenant, kind, bytes(digest)): (key_id, bytes(wrapped), master_id)
-            for key_id, tenant, kind, digest, wrapped, master_id in rows
-        }
+    def _make(self, name: tuple[str, str, bytes]) -> DataKey:
+        secret = os.urandom(KEY_BYTES + 16)
+        raw_id = _random_uuid(secret[KEY_BYTES:])
+        master_id, wrapped = self.master.wrap(secret[:KEY_BYTES], raw_id)
+        key = DataKey(raw_id, AESGCM(secret[:KEY_BYTES]))
+        self.made.add(KeyRow(raw_id, *name, wrapped, master_id))
         expires = time.monotonic() + self._ttl_s
-        found_keys = {}
-        for subject in subjects:
-            key = made.get(subject)
-            if key is None:
-                key_id, wrapped, master_id = by_name[names[subject]]
-                unwrapped = self.master.unwrap(master_id, wrapped, key_id.bytes)
-                key = DataKey(key_id, AESGCM(unwrapped))
-            self._by_subject[names[subject]] = (expires, key)
-            self._by_id[key.raw_id] = (expires, key)
-            found_keys[subject] = key
-        return found_keys
+        self._by_subject[name] = (expires, key)
+        self._by_id[key.raw_id] = (expires, key)
+        if len(self._by_id) > KEYS_KEPT:
+            self._trim()
+        return key
 
-    @staticmethod
-    def _live(
-        conn: Any, subjects: list[Subject], names: dict[Subject, tuple[str, str, bytes]]
-    ) -> list[tuple[Any, ...]]:
-        params = (
-            [s.tenant_id for s in subjects],
-            [s.kind for s in subjects],
-            [names[s][2] for s in subjects],
-        )
-        return list(conn.execute(_LIVE, params, binary=True).fetchall())
+    def _trim(self) -> None:
+        """Keep the caches bounded: expired entries go, then the oldest half if still full
+        (a key dropped is read again, or for sealing made again, when next needed)."""
+        _trim(self._by_subject, time.monotonic())
+        _trim(self._by_id, time.monotonic())
+
+    def refresh(self, subjects: Iterable[Subject]) -> None:
+        """Make sealing for `subjects` need no I/O (for a while): fetch tenants' hashing keys
+        not cached, and check that keys cached for about `ttl_s` are still live, in one round
+        trip. A key destroyed meanwhile leaves the cache; the next seal makes a new one."""
+        # Keys about to expire are checked too, so that sealing right after finds them fresh.
+        soon = time.monotonic() + min(1.0, self._ttl_s / 4)
+        due: dict[bytes, tuple[tuple[str, str, bytes], DataKey]] = {}
+        for subject in subjects:
+            name = self._subject_key(subject)
+            cached = self._by_subject.get(name)
+            if cached is not None and cached[0] < soon:
+                due[cached[1].raw_id] = (name, cached[1])
+        if not due:
+            return
+        with self._connection() as conn:
+            ids = [UUID(bytes=raw_id) for raw_id in due]
+            live = {row[0].bytes for row in conn.execute(_STILL_LIVE, (ids,))}
+        expires = time.monotonic() + self._ttl_s
+        for raw_id, (name, key) in due.items():
+            if raw_id in live or raw_id in self.made:
+                self._by_subject[name] = (expires, key)
+                self._by_id[raw_id] = (expires, key)
+            else:
+                self._by_subject.pop(name, None)
+
+    def store_now(self, raw_ids: Iterable[bytes]) -> None:
+        """Store those of the keys not stored yet, in a transaction of their own: for
+        callers that write their events through a connection of their own."""
+        wanted = set(raw_ids)
+        while True:
+            rows, busy = self.made.claim(wanted)
+            stored = False
+            try:
+                if rows:
+                    with self._connection() as conn:
+                        store_rows(conn, rows)
+                stored = True
+            finally:
+                self.made.settle(rows, stored)
+            if not busy:
+                return
+            self.made.wait(0.05)  # another transaction is writing some of them
+
+    # Data keys, for opening
 
     def all_cached(self, raw_ids: Iterable[bytes]) -> bool:
         """Whether this process knows every one of the keys (by their ids' 16 bytes) fresh,
@@ -255,6 +255,8 @@ class Keyring:
                     key = DataKey(key_id, AESGCM(self.master.unwrap(row[2], bytes(row[1]), raw_id)))
                 self._by_id[raw_id] = (expires, key)
                 found[raw_id] = key
+            if len(self._by_id) > KEYS_KEPT:
+                self._trim()
         return found
 
     def destroy(self, conn: psycopg.Connection[Any], subject: Subject) -> list[UUID]:
@@ -270,7 +272,43 @@ class Keyring:
         for (key_id,) in conn.execute(_ALL_OF_SUBJECT, name):
             self._by_id[key_id.bytes] = (0.0, None)
         self._by_subject.pop(name, None)
+        # A key made here and not stored yet is forgotten: events sealed under it read as
+        # erased, as they would under a stored key destroyed now.
+        for raw_id in self.made.forget(*name):
+            self._by_id[raw_id] = (0.0, None)
         return destroyed
 
     def _subject_key(self, subject: Subject) -> tuple[str, str, bytes]:
         return (subject.tenant_id, subject.kind, self.subject_hash(subject))
+
+
+def _trim(cache: dict[Any, tuple[float, Any]], now: float) -> None:
+    for name in [name for name, (expires, _) in cache.items() if expires < now]:
+        del cache[name]
+    if len(cache) > KEYS_KEPT // 2:
+        for name in list(itertools.islice(cache, len(cache) - KEYS_KEPT // 2)):
+            del cache[name]
+
+
+def _random_uuid(random: bytes) -> bytes:
+    """A version 4 UUID's 16 bytes from 16 random ones (uuid.uuid4 is slower by microseconds)."""
+    marked = bytearray(random)
+    marked[6] = (marked[6] & 0x0F) | 0x40
+    marked[8] = (marked[8] & 0x3F) | 0x80
+    return bytes(marked)
+
+
+def store_rows(conn: psycopg.Connection[Any], rows: Sequence[KeyRow]) -> None:
+    """Insert made keys, in the caller's transaction."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[0] = [UUID(bytes=raw_id) for raw_id in columns[0]]
+    conn.execute(_STORE, columns)
+
+
+async def copy_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[KeyRow]) -> None:
+    """Insert made keys claimed by the caller, in its transaction on an async connection:
+    one binary COPY (a claimed row is written by no one else)."""
+    async with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+        copy.set_types(KEY_COPY_TYPES)
+        for row in rows:
+            await copy.write_row(row)

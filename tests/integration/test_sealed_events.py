@@ -203,3 +203,118 @@ def test_events_stored_before_sealing_still_read(database: str, keyring: Keyring
     (recorded,) = sealed.load(user)
     sealed.close()
     assert getattr(recorded.event, "email", None) == "old@example.com"
+
+
+def _keys_of(database: str, tenant: str) -> list[tuple[bool]]:
+    with psycopg.connect(database) as conn:
+        return conn.execute(
+            "SELECT wrapped IS NOT NULL FROM subject_keys WHERE tenant_id = %s", (tenant,)
+        ).fetchall()
+
+
+def test_each_process_makes_its_own_key_and_erasure_destroys_them_all(database: str) -> None:
+    """Two api processes seal for one recipient with no lookup: each makes a key, stored with
+    its first events. Destroying the subject's keys erases what both sealed."""
+    rings = [Keyring(database, master_keys(MASTER, None)) for _ in range(2)]
+    streams = [uuid.uuid4() for _ in rings]
+
+    async def write() -> None:
+        for ring, stream in zip(rings, streams, strict=True):
+            writer = GroupCommitWriter(database, _sealed_codec(ring))
+            await writer.start()
+            try:
+                await writer.append([StreamAppend(stream, 0, [_request("acme", "ada@x.org")])])
+            finally:
+                await writer.stop()
+
+    try:
+        asyncio.run(write())
+        # ada's key from each process, and the fallback number's from each.
+        assert _keys_of(database, "acme") == [(True,)] * 4
+        reader = Keyring(database, master_keys(MASTER, None))
+        store = EventStore(database, _sealed_codec(reader), pool_size=1)
+        assert [store.load(s)[0].event.recipient for s in streams] == ["ada@x.org"] * 2  # type: ignore[attr-defined]
+        with psycopg.connect(database) as conn, conn.transaction():
+            destroyed = reader.destroy(conn, Subject("acme", "recipient", "ada@x.org"))
+        assert len(destroyed) == 2
+        assert [store.load(s)[0].event.recipient for s in streams] == [ERASED] * 2  # type: ignore[attr-defined]
+        store.close()
+        reader.close()
+    finally:
+        for ring in rings:
+            ring.close()
+
+
+def test_a_key_is_stored_only_with_events_sealed_under_it(database: str, keyring: Keyring) -> None:
+    """A unit refused (its stream moved on) leaves no key behind; the next unit sealed under
+    the same key stores it, and what it sealed opens for a process that never saw the key."""
+    stream = uuid.uuid4()
+
+    async def write() -> None:
+        writer = GroupCommitWriter(database, _sealed_codec(keyring))
+        await writer.start()
+        try:
+            await writer.append([StreamAppend(stream, 0, [_request("acme", "bob@example.com")])])
+            with pytest.raises(Exception, match="moved on"):
+                # Version 1 is taken: refused, with ada's new key (and its fallback's).
+                await writer.append([StreamAppend(stream, 0, [_request("acme", "ada@x.org")])])
+            assert len(_keys_of(database, "acme")) == 2  # bob's and the fallback number's
+            await writer.append([StreamAppend(stream, 1, [_request("acme", "ada@x.org")])])
+        finally:
+            await writer.stop()
+
+    asyncio.run(write())
+    assert len(_keys_of(database, "acme")) == 3
+    reader = Keyring(database, master_keys(MASTER, None))
+    store = EventStore(database, _sealed_codec(reader), pool_size=1)
+    try:
+        recipients = [r.event.recipient for r in store.load(stream)]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+        reader.close()
+    assert recipients == ["bob@example.com", "ada@x.org"]
+
+
+def test_a_large_commit_stores_its_keys_by_copy(database: str, keyring: Keyring) -> None:
+    """Past one statement's worth of rows the writer copies events and keys alike: each of
+    300 new recipients' events opens for a process that never saw their keys."""
+    streams = [uuid.uuid4() for _ in range(300)]
+
+    async def write() -> None:
+        writer = GroupCommitWriter(database, _sealed_codec(keyring))
+        await writer.start()
+        try:
+            await writer.append(
+                [
+                    StreamAppend(s, 0, [_request("acme", f"r{i}@x.org")])
+                    for i, s in enumerate(streams)
+                ]
+            )
+        finally:
+            await writer.stop()
+
+    asyncio.run(write())
+    reader = Keyring(database, master_keys(MASTER, None))
+    store = EventStore(database, _sealed_codec(reader), pool_size=1)
+    try:
+        recipients = [store.load(s)[0].event.recipient for s in streams]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+        reader.close()
+    assert recipients == [f"r{i}@x.org" for i in range(300)]
+    assert len(_keys_of(database, "acme")) == 301  # and the one fallback number's
+
+
+def test_a_process_keeps_a_bounded_number_of_keys(
+    database: str, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sealing for ever more recipients does not grow the key caches without end."""
+    monkeypatch.setattr("infrastructure.privacy.keyring.KEYS_KEPT", 100)
+    subjects = [Subject("acme", "recipient", f"r{i}@x.org") for i in range(1000)]
+    keyring.refresh(subjects[:1])  # the tenant's hashing key
+    made: set[bytes] = set()
+    for subject in subjects:
+        keyring.key_to_seal(subject, made)
+    assert len(made) == 1000
+    assert len(keyring._by_id) <= 100
+    assert len(keyring._by_subject) <= 100
