@@ -240,6 +240,20 @@ def test_a_thousand_notifications_end_delivered_or_dead_lettered_with_a_reason(
     assert "RetryRequested" in _history(api_url, auditor, retried)
 
 
+def _settled_calls(delivery: Delivery) -> dict[str, int]:
+    """The simulator's calls once those already on the wire have all arrived: unchanged for
+    a second (a loaded machine may take longer than that to hand them over)."""
+    calls = dict(delivery.stats()["calls"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = dict(delivery.stats()["calls"])
+        if now == calls:
+            break
+        calls = now
+    return calls
+
+
 def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
     api_url: str, account: AccountFactory, delivery: Delivery
 ) -> None:
@@ -253,8 +267,7 @@ def test_a_dispatcher_killed_mid_stream_loses_nothing_and_sends_nothing_twice(
 
     eventually(some_sent, 60, "the dispatcher to be mid-stream")
     killed = delivery.kill_dispatchers()
-    time.sleep(0.5)  # calls already on the wire reach the simulator and are counted
-    before_restart = dict(delivery.stats()["calls"])
+    before_restart = _settled_calls(delivery)
     delivery.restart_dispatchers(killed)
 
     final = _wait_until_ended(api_url, sender, ids, timeout=120)
