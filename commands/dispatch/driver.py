@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from commands.dispatch.calls import Outcome, ProviderCalls
@@ -40,6 +41,7 @@ from infrastructure.eventstore.reader import load_streams
 from infrastructure.eventstore.store import ConcurrencyError
 from infrastructure.eventstore.writer import GroupCommitWriter, StoreUnavailableError, StreamAppend
 from infrastructure.log import get_logger
+from infrastructure.metrics import count_notification_events
 from infrastructure.providers.provider import Provider
 
 log = get_logger(__name__)
@@ -84,30 +86,34 @@ class Driver:
             raise TypeError(f"stream {nid} does not start with NotificationRequested")
         n = notifications.replay(nid, history)
         rank = PRIORITY_RANK[n.priority]
-        for _ in range(MAX_DECISIONS):
-            now = datetime.now(UTC)
-            step = next_step(n, self._policy, now=now, rng=self._rng)
-            try:
-                match step:
-                    case Done():
-                        return Release(nid, n.version, None, rank)
-                    case WaitUntil(due=due):
-                        return Release(nid, n.version, due, rank)
-                    case Record(events=events):
-                        n = await self._append(n, events)
-                    case Resend() if (nid, n.channel, n.attempt) in self._unrecorded:
-                        kept = self._unrecorded[(nid, n.channel, n.attempt)]
-                        n = await self._settle(n, kept)
-                    case Send() | Resend():
-                        sent = await self._send(step, n, requested, rank)
-                        if isinstance(sent, Release):
-                            return sent
-                        n = sent
-            except (ConcurrencyError, ConflictError):
-                # Another writer moved the stream (a cancel, an erasure, an operator's
-                # retry): read it again and decide afresh.
-                n = await self._reload(nid)
-        return Release(nid, n.version, datetime.now(UTC), rank)
+        # Every line logged while handling it names it, and the request that asked for it.
+        with structlog.contextvars.bound_contextvars(
+            notification_id=str(nid), correlation_id=requested.correlation_id
+        ):
+            for _ in range(MAX_DECISIONS):
+                now = datetime.now(UTC)
+                step = next_step(n, self._policy, now=now, rng=self._rng)
+                try:
+                    match step:
+                        case Done():
+                            return Release(nid, n.version, None, rank)
+                        case WaitUntil(due=due):
+                            return Release(nid, n.version, due, rank)
+                        case Record(events=events):
+                            n = await self._append(n, events)
+                        case Resend() if (nid, n.channel, n.attempt) in self._unrecorded:
+                            kept = self._unrecorded[(nid, n.channel, n.attempt)]
+                            n = await self._settle(n, kept)
+                        case Send() | Resend():
+                            sent = await self._send(step, n, requested, rank)
+                            if isinstance(sent, Release):
+                                return sent
+                            n = sent
+                except (ConcurrencyError, ConflictError):
+                    # Another writer moved the stream (a cancel, an erasure, an operator's
+                    # retry): read it again and decide afresh.
+                    n = await self._reload(nid)
+            return Release(nid, n.version, datetime.now(UTC), rank)
 
     async def _send(
         self, step: Send | Resend, n: Notification, requested: NotificationRequested, rank: int
@@ -179,6 +185,7 @@ class Driver:
     async def _append(self, n: Notification, events: list[NotificationEvent]) -> Notification:
         if events:
             await self._writer.append([StreamAppend(n.id, n.version, events)])
+            count_notification_events(n.channel.value, n.priority.value, events)
             for event in events:
                 n = notifications.evolve(n, event, n.id)
         return n

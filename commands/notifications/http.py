@@ -34,6 +34,7 @@ from domain.identity.roles import Role
 from domain.notifications.values import Channel, Content, Priority
 from infrastructure.auth.guard import allow
 from infrastructure.auth.principal import Principal
+from infrastructure.eventstore import meta
 from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint
 from infrastructure.web.commands import Commands
 
@@ -85,6 +86,14 @@ _batch_decoder = msgspec.json.Decoder(BatchRequest)
 _raw_items = msgspec.json.Decoder(dict[str, list[msgspec.Raw]])
 _item_decoder = msgspec.json.Decoder(NotificationRequest)
 _accepted_decoder = msgspec.json.Decoder(AcceptedView)
+
+
+def _correlation() -> str | None:
+    """The request's id, as the request middleware took it from X-Request-Id (when it has a
+    safe shape) or made it: the id in the response header, in every log line of the request,
+    and, through the events, in the relay's, projector's and dispatcher's."""
+    bound = meta.current()
+    return None if bound is None else bound.request_id
 
 
 def _command(
@@ -178,7 +187,7 @@ class NotificationCommands(Controller):
         caller = commands.caller
         key = _idempotency_key(request)
         idempotency = _idempotent(request, caller, key, lambda: _encode(data))
-        command = _command(data, caller, request.headers.get("x-request-id"), key)
+        command = _command(data, caller, _correlation(), key)
         recorded = await commands.handle(
             RequestNotifications(
                 requests=[command], render=_one, status_code=ACCEPTED, idempotency=idempotency
@@ -208,7 +217,7 @@ class NotificationCommands(Controller):
         key = _idempotency_key(request)
         items = _decode_batch(await request.body())
         idempotency = _idempotent(request, caller, key, lambda: _encode(items))
-        correlation = request.headers.get("x-request-id")
+        correlation = _correlation()
         command = RequestNotifications(
             requests=[_command(i, caller, correlation, key) for i in items],
             render=_many,
@@ -235,7 +244,6 @@ class NotificationCommands(Controller):
     async def cancel(
         self,
         notification_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
         commands: NamedDependency[Commands],
         data: JSONBody[CancelRequest | None] = None,
     ) -> AcceptedView:
@@ -245,7 +253,7 @@ class NotificationCommands(Controller):
             notification_id=notification_id,
             cancelled_by=caller.subject,
             reason=data.reason if data else None,
-            correlation_id=request.headers.get("x-request-id"),
+            correlation_id=_correlation(),
         )
         return _view(await commands.handle(command))
 

@@ -243,3 +243,28 @@ def test_cancelling_a_sent_notification_is_409(
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert "sent" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [(None, False), ("order-7781.retry-2", True), ("not a safe id; drop table", False)],
+)
+def test_the_request_id_is_the_correlation_id_of_the_events(
+    api_url: str, sender: Account, event_store: EventStore, sent: str | None, kept: bool
+) -> None:
+    """One id end to end: the one the response names (the caller's, when it has a safe shape,
+    else one made for the request) is the one its events carry, single and batch alike."""
+    headers = {**sender.headers, **({"X-Request-Id": sent} if sent else {})}
+    one = httpx.post(f"{api_url}/notifications", json=_email(), headers=headers)
+    batch = httpx.post(
+        f"{api_url}/notifications/batch",
+        json={"notifications": [_email(), _email(recipient="bob@example.com")]},
+        headers=headers,
+    )
+    for response, ids in ((one, [one.json()["id"]]), (batch, batch.json()["ids"])):
+        assert response.status_code == 202, response.text
+        request_id = response.headers["x-request-id"]
+        assert (request_id == sent) is kept
+        for notification_id in ids:
+            (requested, *_) = event_store.load(uuid.UUID(notification_id))
+            assert requested.event.correlation_id == request_id  # type: ignore[attr-defined]
