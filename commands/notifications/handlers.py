@@ -27,7 +27,7 @@ from commands.notifications.messages import (
 )
 from domain.errors import InvalidValueError, NotFoundError
 from domain.notifications import notification as notifications
-from domain.notifications.events import NotificationEvent
+from domain.notifications.events import NotificationEvent, NotificationRequested
 from domain.notifications.notification import Notification, Status
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.reader import load_stream
@@ -40,6 +40,7 @@ from infrastructure.eventstore.writer import (
 )
 from infrastructure.idempotency import recall
 from infrastructure.messagebus import Handlers
+from infrastructure.metrics import count_notification_events
 
 _ATTEMPTS = 3
 
@@ -111,6 +112,10 @@ async def record(
 ) -> list[Accepted]:
     """Commit a plan in one transaction: all of it, or (raising) none of it."""
     positions = await writer.append(plan.appends, idempotency)
+    for append in plan.appends:
+        for event in append.events:
+            if isinstance(event, NotificationRequested):
+                count_notification_events(event.channel.value, event.priority.value, (event,))
     return plan.accepted(positions)
 
 
@@ -194,6 +199,7 @@ async def decide_and_append(
             if attempt == _ATTEMPTS - 1:
                 raise
             continue
+        count_notification_events(current.channel.value, current.priority.value, events)
         return Accepted(notification_id, after.status, positions[-1])
     raise AssertionError("unreachable")
 

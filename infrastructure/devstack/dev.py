@@ -21,7 +21,7 @@ from typing import IO, NoReturn
 import msgspec
 
 from infrastructure.devstack import prepare_servers, start_servers
-from infrastructure.devstack.servers import ProcessSpec, http_ok
+from infrastructure.devstack.servers import ProcessSpec, free_port, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import get_logger
 from infrastructure.privacy.master import generate_master_key
@@ -176,8 +176,9 @@ def with_dev_public_url(settings: Settings) -> Settings:
     )
 
 
-def url_table(settings: Settings, data_dir: Path) -> str:
+def url_table(settings: Settings, data_dir: Path, metrics: dict[str, int] | None = None) -> str:
     api = f"http://{settings.http_host}:{settings.http_port}"
+    host = settings.metrics_host
     sandboxed = [name for name, mode in provider_modes(settings).items() if mode == "sandbox"]
     rows = [
         ("api", api),
@@ -187,6 +188,10 @@ def url_table(settings: Settings, data_dir: Path) -> str:
         ("postgres", redact_url(settings.database_url.reveal()) if settings.database_url else "-"),
         ("redis", redact_url(settings.redis_url.reveal()) if settings.redis_url else "-"),
         ("kafka", settings.kafka_bootstrap or "-"),
+        *(
+            (f"{role} metrics", f"http://{host}:{port}/metrics")
+            for role, port in (metrics or {}).items()
+        ),
         ("data", str(data_dir)),
     ]
     width = max(len(name) for name, _ in rows)
@@ -207,10 +212,13 @@ def run_dev(settings: Settings, out: IO[str] = sys.stdout) -> None:
             prepare_servers(full)
             if "sandbox" in provider_modes(full).values():
                 supervisor.start(simulator_spec(full))
+            # Each role but the api serves /metrics and /health/* on a port of its own.
+            metrics = {role: free_port() for role in DEV_ROLES if role != "api"}
             for role in DEV_ROLES:
-                supervisor.start(role_spec(role, full))
+                port = metrics.get(role, full.metrics_port)
+                supervisor.start(role_spec(role, msgspec.structs.replace(full, metrics_port=port)))
             _write_stack_file(data_dir, full)
-            print(url_table(full, data_dir), file=out, flush=True)
+            print(url_table(full, data_dir, metrics), file=out, flush=True)
             while True:
                 supervisor.check()
                 time.sleep(0.5)

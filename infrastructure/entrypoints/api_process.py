@@ -46,6 +46,7 @@ from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, require_servers, require_signing_key
 from infrastructure.web.commands import BUS
 from infrastructure.web.health import HealthChecks, kafka_probe, postgres_probe, redis_probe
+from infrastructure.web.resources import ResourceGauges
 from projections.exports.exporter import open_export
 from read_api.admin.http import Operations
 from read_api.viewing import READ_MODELS, ReadModels
@@ -141,6 +142,8 @@ async def open_api_process(
         schedules=settings.schedules,
         retention_defaults=settings.default_retention,
     )
+    gauges = ResourceGauges(pool, client, timeout_s)
+    await gauges.start()
     try:
         yield ApiProcess(
             gate=gate,
@@ -153,6 +156,7 @@ async def open_api_process(
             },
         )
     finally:
+        await gauges.stop()
         await revocations.stop()
         await writer.stop()
         await asyncio.to_thread(store.close)

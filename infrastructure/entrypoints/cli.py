@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from infrastructure.entrypoints.gdpr_commands import add_gdpr_commands, gdpr_command
-from infrastructure.entrypoints.roles import ROLES
+from infrastructure.entrypoints.roles import ROLES, require_role_settings
 from infrastructure.log import configure_logging
 from infrastructure.settings import (
     MissingServerError,
     Settings,
     SettingsError,
     load_settings,
-    require_master_key,
     require_servers,
 )
 
@@ -199,9 +198,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         if args.command == "dev":
             run_dev(settings)
         elif args.command == "serve":
-            # Every role seals or opens personal data: none starts without the master key.
-            require_servers(settings)
-            require_master_key(settings)
+            require_role_settings(args.role, settings)
             ROLES[args.role](settings)
         else:
             _ON_SERVERS[args.command](args, settings)

@@ -5,6 +5,7 @@ Each role is one kind of process; run as many of each as the load needs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -12,12 +13,27 @@ import threading
 from collections.abc import Callable
 
 from infrastructure.log import get_logger
-from infrastructure.settings import Settings, require_servers, require_signing_key
+from infrastructure.settings import (
+    Settings,
+    require_master_key,
+    require_servers,
+    require_signing_key,
+)
 
 log = get_logger(__name__)
 
 
 API_APP = "infrastructure.entrypoints.app:from_environment"
+
+
+def require_role_settings(role: str, settings: Settings) -> None:
+    """What `herald serve ROLE` needs before it starts, each missing one named by
+    MissingServerError or SettingsError: the three servers and the master key for every
+    role (each seals or opens personal data), and the signing key for the api."""
+    require_servers(settings)
+    require_master_key(settings)
+    if role == "api":
+        require_signing_key(settings)
 
 
 def serve_api(settings: Settings) -> None:
@@ -61,7 +77,15 @@ def serve_relay(settings: Settings) -> None:
 
     require_servers(settings)
     stop = _stop_on_signals()
-    Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
+    with _health(settings, "relay"):
+        Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
+
+
+def _health(settings: Settings, role: str) -> contextlib.AbstractContextManager[None]:
+    """The role's /metrics and /health/* on HERALD_METRICS_PORT, while it runs."""
+    from infrastructure.entrypoints.role_health import serving_health  # noqa: PLC0415
+
+    return serving_health(settings, role)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -87,7 +111,8 @@ def serve_projector(settings: Settings) -> None:
         settings, catalog.codec_for(settings), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
     try:
-        projector.run(stop)
+        with _health(settings, "projector"):
+            projector.run(stop)
     finally:
         stop.set()
         auditing.join()
@@ -109,7 +134,8 @@ def serve_dispatcher(settings: Settings) -> None:
     consumer = threading.Thread(target=queue.run, args=(stop,), name="dispatch-queue")
     consumer.start()
     try:
-        dispatcher.run(stop)
+        with _health(settings, "dispatcher"):
+            dispatcher.run(stop)
     finally:
         stop.set()
         consumer.join()
@@ -123,7 +149,7 @@ def serve_scheduler(settings: Settings) -> None:
 
     require_servers(settings)
     stop = _stop_on_signals()
-    with polled_work(settings) as pollers:
+    with polled_work(settings) as pollers, _health(settings, "scheduler"):
         Scheduler(settings, scheduled_jobs(settings), pollers).run(stop)
 
 

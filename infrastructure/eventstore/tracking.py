@@ -84,3 +84,29 @@ def lag(database_url: str, name: str) -> tuple[int, int]:
             f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}"  # noqa: S608
         ).fetchone()
         return stored_position(conn, name), int(row[0]) if row else 0
+
+
+LAG_COUNTED = 1_000_000  # a follower further behind than this shows this many
+
+
+def follower_lag(
+    conn: psycopg.Connection[Any], name: str, names: list[str] | None
+) -> tuple[int, int, float]:
+    """Where follower `name` stands: its position, how many of the events it handles (of
+    types `names`; None: all) wait after it (at most LAG_COUNTED), and the age in seconds
+    of the oldest of them (0 when none waits)."""
+    position = stored_position(conn, name)
+    kinds = "" if names is None else " AND split_part(topic, '@', 1) = ANY(%(names)s)"
+    params = {"after": position, "names": names, "cap": LAG_COUNTED}
+    waiting = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {EVENTS_TABLE}"  # noqa: S608
+        f" WHERE notification_id > %(after)s{kinds} LIMIT %(cap)s) AS w",
+        params,
+    ).fetchone()
+    oldest = conn.execute(
+        f"SELECT extract(epoch FROM clock_timestamp() - recorded_at) FROM {EVENTS_TABLE}"  # noqa: S608
+        f" WHERE notification_id > %(after)s{kinds} ORDER BY notification_id LIMIT 1",
+        params,
+    ).fetchone()
+    age = float(oldest[0]) if oldest and oldest[0] is not None else 0.0
+    return position, int(waiting[0]) if waiting else 0, max(age, 0.0)

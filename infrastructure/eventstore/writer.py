@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from infrastructure.eventstore.store import (
     ConstraintViolationError,
 )
 from infrastructure.log import get_logger
+from infrastructure.metrics import APPEND_CONFLICTS, APPEND_DURATION, COMMIT_UNITS
 from infrastructure.privacy.keyring import KeysNotCachedError, copy_rows
 from infrastructure.privacy.made_keys import KeyRow
 
@@ -135,6 +137,7 @@ class GroupCommitWriter:
         """Commit all `appends` together (all or nothing); returns their events' positions.
 
         Each event is stored with the metadata bound when this is called (see `meta`)."""
+        queued = time.perf_counter()
         bound = meta.current()
         keys: set[bytes] = set()
         try:
@@ -146,7 +149,13 @@ class GroupCommitWriter:
             rows = self._rows(appends, bound, keys)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Unit(rows, idempotency, keys, done))
-        return await done
+        try:
+            return await done
+        except ConcurrencyError:
+            APPEND_CONFLICTS.inc()
+            raise
+        finally:
+            APPEND_DURATION.observe(time.perf_counter() - queued)
 
     def _rows(
         self, appends: Sequence[StreamAppend], bound: meta.EventMeta | None, keys: set[bytes]
@@ -172,6 +181,7 @@ class GroupCommitWriter:
                 # A lone unit may be the first of a burst: wait once, briefly, for more.
                 await asyncio.sleep(self._linger_s)
                 self._drain(units)
+            COMMIT_UNITS.observe(len(units))
             await self._commit(units)
 
     def _drain(self, units: list[_Unit]) -> None:

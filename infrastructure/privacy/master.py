@@ -4,7 +4,8 @@
 bound to a context). `LocalMasterKey` keeps the key in the process, from HERALD_MASTER_KEY.
 `MasterKeys` wraps with the current key and unwraps with whichever key wrapped the data key,
 so that after a rotation (the old key moved to HERALD_MASTER_KEY_PREVIOUS) everything still
-opens, and `herald gdpr rewrap` can move every data key to the new one.
+opens. Data keys stay wrapped by the key that made them: retire an old master key only once
+no data key needs it.
 """
 
 from __future__ import annotations

@@ -36,6 +36,14 @@ UPDATE job_runs SET finished_at = now(), outcome = %s, counts = %s, error = %s
 WHERE run_id = %s
 """
 _PENDING_JOBS = "SELECT DISTINCT job FROM job_runs WHERE finished_at IS NULL"
+# Each job's last success, and the counts of its last finished run: for metrics.
+LAST_SUCCESSES = """
+SELECT job, max(finished_at) FROM job_runs WHERE outcome = 'succeeded' GROUP BY job
+"""
+LAST_COUNTS = """
+SELECT DISTINCT ON (job) job, counts FROM job_runs
+WHERE finished_at IS NOT NULL ORDER BY job, finished_at DESC
+"""
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
         Secret | None,
         setting(
             "Comma-separated retired master keys, still accepted for unwrapping data keys "
-            "during a rotation (`herald gdpr rewrap` moves every key to HERALD_MASTER_KEY).",
+            "wrapped before a rotation; new keys are wrapped by HERALD_MASTER_KEY.",
             "Zk0PqW3e7Rt9Yu2Io5Pa8Sd1Fg4Hj6Kl3Zx0Cv7Bn2M",
         ),
     ] = None

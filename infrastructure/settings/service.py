@@ -34,6 +34,16 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
         Literal["auto", "console", "json"],
         setting("Log renderer; 'auto' means console in dev and json in production.", "auto"),
     ] = "auto"
+    log_sample_info: Annotated[
+        float,
+        setting(
+            "Share of info and debug lines written in production (JSON) logs, 0 to 1; "
+            "warnings and errors are always written.",
+            "0.1",
+            ge=0.0,
+            le=1.0,
+        ),
+    ] = 1.0
     http_host: Annotated[
         str, setting("Address the HTTP API binds to.", "127.0.0.1", min_length=1)
     ] = "127.0.0.1"
@@ -41,6 +51,26 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_workers: Annotated[
         int, setting("HTTP worker processes for the api role.", "2", ge=1, le=64)
     ] = 1
+    metrics_host: Annotated[
+        str,
+        setting(
+            "Address the relay, projector, dispatcher and scheduler serve /metrics and "
+            "/health/* on.",
+            "0.0.0.0",  # noqa: S104 - the example is a container's
+            min_length=1,
+        ),
+    ] = "127.0.0.1"
+    metrics_port: Annotated[
+        int,
+        setting(
+            "Port the relay, projector, dispatcher and scheduler serve /metrics, "
+            "/health/liveness and /health/readiness on; 0: not served. One per process: "
+            "roles sharing a host need a port each (`herald dev` assigns them).",
+            "9464",
+            ge=0,
+            le=65535,
+        ),
+    ] = 0
     database_url: Annotated[
         Secret | None,
         setting(

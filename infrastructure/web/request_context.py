@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from infrastructure.eventstore import meta
 from infrastructure.log import get_logger
+from infrastructure.metrics import HTTP_DURATION, HTTP_IN_FLIGHT
 from infrastructure.web.forwarded import TrustedProxies
 
 access_log = get_logger("herald.access")
@@ -74,13 +75,19 @@ class RequestContextMiddleware:
             structlog.contextvars.bound_contextvars(request_id=request_id),
             meta.request(ip=client, user_agent=_user_agent(scope), request_id=request_id),
         ):
+            HTTP_IN_FLIGHT.inc()
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                HTTP_IN_FLIGHT.dec()
+                seconds = time.perf_counter() - started
+                # The route's template (set by the router), never the path: bounded labels.
+                route = scope.get("path_template") or "unmatched"
+                HTTP_DURATION.labels(route, scope["method"], str(status)).observe(seconds)
                 access_log.info(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                 )

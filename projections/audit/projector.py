@@ -20,6 +20,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import AUDIT_PROJECTION, save_position, stored_position
 from infrastructure.log import get_logger
+from infrastructure.metrics import PROJECTION_EVENTS
 from projections.audit.entries import Entry, Logged, audited, entries
 
 log = get_logger(__name__)
@@ -109,6 +110,8 @@ def project_round(
         if last > position:
             write(conn, entries(logged))
             save_position(conn, name, last)
+    if last > position:
+        PROJECTION_EVENTS.labels("audit").inc(last - position)  # positions passed
     return last
 
 

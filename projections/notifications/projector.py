@@ -42,6 +42,7 @@ from infrastructure.eventstore.tracking import (
 from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.kafka.wire import consumer_config, decode_published
 from infrastructure.log import get_logger
+from infrastructure.metrics import PROJECTION_EVENTS
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, require_servers
 from projections.notifications import view
@@ -130,6 +131,7 @@ class NotificationsProjector:
                     if items:
                         self._apply(conn, live, items)
                         self.applied["kafka"] += len(items)
+                        PROJECTION_EVENTS.labels("notifications").inc(len(items))
                         consumer.commit(asynchronous=True)
                     following = time.perf_counter()
                     self._follow(conn, live)
@@ -296,3 +298,4 @@ class NotificationsProjector:
         if items:
             self._apply(conn, live, items)
             self.applied["store"] += len(items)
+            PROJECTION_EVENTS.labels("notifications").inc(len(items))

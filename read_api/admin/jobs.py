@@ -14,7 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
-from infrastructure.metrics import JOB_LAST_COUNT, JOB_LAST_SUCCESS
+from infrastructure.metrics import set_job_gauges
+from infrastructure.scheduling.runs import LAST_COUNTS, LAST_SUCCESSES
 from infrastructure.settings.pipeline import JOB_DEFAULTS, cron_trigger
 from read_api.admin.http import Operations
 from read_api.viewing import Viewer
@@ -57,9 +58,6 @@ SELECT DISTINCT ON (job) job, {_RUN} FROM job_runs
 WHERE finished_at IS NOT NULL ORDER BY job, finished_at DESC
 """  # noqa: S608 - constant columns
 _PENDING = f"SELECT job, {_RUN} FROM job_runs WHERE finished_at IS NULL ORDER BY tick"  # noqa: S608
-_SUCCESSES = """
-SELECT job, max(finished_at) FROM job_runs WHERE outcome = 'succeeded' GROUP BY job
-"""
 
 
 @get(
@@ -79,7 +77,7 @@ async def list_jobs(
         pending: dict[str, list[JobRun]] = {}
         for row in await (await conn.execute(_PENDING)).fetchall():
             pending.setdefault(row[0], []).append(JobRun(*row[1:]))
-        successes: dict[str, datetime] = dict(await (await conn.execute(_SUCCESSES)).fetchall())
+        successes: dict[str, datetime] = dict(await (await conn.execute(LAST_SUCCESSES)).fetchall())
     now = datetime.now(UTC)
     return Jobs(
         [
@@ -100,12 +98,9 @@ async def list_jobs(
 async def refresh_job_gauges(db: AsyncConnectionPool) -> None:
     """Set the job gauges from `job_runs`, for the scrape about to be answered."""
     async with db.connection() as conn:
-        for job, finished in await (await conn.execute(_SUCCESSES)).fetchall():
-            JOB_LAST_SUCCESS.labels(job).set(finished.timestamp())
-        for row in await (await conn.execute(_LATEST)).fetchall():
-            for measure, value in (row[10] or {}).items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    JOB_LAST_COUNT.labels(row[0], measure).set(value)
+        successes = await (await conn.execute(LAST_SUCCESSES)).fetchall()
+        counts = await (await conn.execute(LAST_COUNTS)).fetchall()
+    set_job_gauges(successes, counts)
 
 
 ROUTES = [list_jobs]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
+import msgspec
 import pytest
 
 from commands.identity.handlers import register_user
@@ -17,6 +18,7 @@ from commands.identity.messages import RegisterUser
 from domain.identity.roles import Role
 from infrastructure.auth.passwords import PasswordHasher
 from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
@@ -65,18 +67,26 @@ def event_store(stack: Settings) -> Iterator[EventStore]:
 
 
 @pytest.fixture(scope="session")
-def relay(stack: Settings) -> Iterator[None]:
+def metrics_ports() -> dict[str, int]:
+    """The port each of the session's relay and projector serves /metrics and /health/* on."""
+    return {"relay": free_port(), "projector": free_port()}
+
+
+@pytest.fixture(scope="session")
+def relay(stack: Settings, metrics_ports: dict[str, int]) -> Iterator[None]:
     """The session's relay, following the stack's event store."""
+    settings = msgspec.structs.replace(stack, metrics_port=metrics_ports["relay"])
     with Supervisor() as supervisor:
-        supervisor.start(role_spec("relay", stack))
+        supervisor.start(role_spec("relay", settings))
         yield
 
 
 @pytest.fixture(scope="session")
-def projector(stack: Settings, relay: None) -> Iterator[None]:
+def projector(stack: Settings, relay: None, metrics_ports: dict[str, int]) -> Iterator[None]:
     """The session's projector, consuming what the session's relay publishes."""
+    settings = msgspec.structs.replace(stack, metrics_port=metrics_ports["projector"])
     with Supervisor() as supervisor:
-        supervisor.start(role_spec("projector", stack))
+        supervisor.start(role_spec("projector", settings))
         yield
 
 

@@ -188,7 +188,7 @@ def test_a_job_run_by_hand_is_audited_and_shows_in_the_job_list(  # noqa: PLR091
     assert cleanup["last_run"]["manual"] is True
     assert cleanup["last_success_at"] is not None
     metrics = httpx.get(f"{api_url}/metrics", headers=operator.headers).text
-    assert 'herald_job_last_success_timestamp_seconds{job="cleanup"}' in metrics
+    assert 'herald_job_last_success_timestamp_seconds{job_name="cleanup"}' in metrics
 
     with psycopg.connect(stack.database_url.reveal()) as conn:
 

@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from infrastructure.log import configure_logging, get_logger
-from infrastructure.settings import load_settings
+from infrastructure.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +89,24 @@ def test_production_lines_carry_no_personal_data(capsys: pytest.CaptureFixture[s
 
 def _refuse(address: str) -> None:
     raise ValueError(f"provider refused {address}")
+
+
+def test_production_samples_info_and_keeps_every_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environ = {"HERALD_ENV": "production", "HERALD_LOG_SAMPLE_INFO": "0.1"}
+    configure_logging(load_settings(environ=environ, env_file=None))
+    log = get_logger("herald.test")
+    for n in range(2000):
+        log.info("routine", n=n)
+        log.warning("worth a look", n=n)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    levels = [line["level"] for line in lines]
+    assert levels.count("warning") == 2000
+    # About 200 of 2,000 info lines; the odds of falling outside 120-280 are below 1e-8.
+    assert 120 <= levels.count("info") <= 280
+
+
+def test_a_sample_rate_out_of_range_is_refused() -> None:
+    with pytest.raises(SettingsError, match="HERALD_LOG_SAMPLE_INFO"):
+        load_settings(environ={"HERALD_LOG_SAMPLE_INFO": "1.5"}, env_file=None)

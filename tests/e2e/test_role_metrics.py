@@ -1,0 +1,250 @@
+"""Every role answers /metrics and its health, and the metrics move when what they count
+happens: notifications sent through the whole pipeline (api, relay, projector, dispatcher,
+provider simulator, webhooks), a failure dead-lettered, a retry, a scheduled job run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from domain.identity.roles import Role
+from infrastructure.devstack.dev import role_spec, simulator_spec
+from infrastructure.devstack.servers import free_port
+from infrastructure.devstack.supervisor import Supervisor
+from infrastructure.settings import Settings
+from tests.e2e.conftest import Account, AccountFactory
+from tests.kafka_helpers import eventually
+
+NEVER = "0 0 1 1 *"
+FINAL = {"delivered", "dead_lettered"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@dataclasses.dataclass
+class Roles:
+    settings: Settings
+    urls: dict[str, str]  # role: base URL of its metrics and health
+    simulator: str
+
+    def configure(self, **rates: float) -> None:
+        body = {"latency_ms": 0, "webhook_delay_ms": 10, **rates}
+        response = httpx.put(f"{self.simulator}/_simulator/config", json=body)
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def roles(
+    api_settings: Settings, api_url: str, projector: None, metrics_ports: dict[str, int]
+) -> Iterator[Roles]:
+    """A simulator, and a dispatcher and a scheduler serving metrics on ports of their own,
+    beside the session's relay and projector."""
+    settings = msgspec.structs.replace(
+        api_settings,
+        simulator_url=f"http://127.0.0.1:{free_port()}",
+        retry_base_ms=20,
+        retry_max_ms=200,
+        provider_timeout_ms=5000,
+        job_schedules="; ".join(
+            f"{job}={NEVER}" for job in ("archive", "cleanup", "warm-read-models", "verify-sample")
+        ),
+        scheduler_poll_s=0.5,
+    )
+    ports = {**metrics_ports, "dispatcher": free_port(), "scheduler": free_port()}
+    with Supervisor() as supervisor:
+        supervisor.start(simulator_spec(settings))
+        for role in ("dispatcher", "scheduler"):
+            own = msgspec.structs.replace(settings, metrics_port=ports[role])
+            supervisor.start(dataclasses.replace(role_spec(role, own), name=f"metrics-{role}"))
+        urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+        for url in urls.values():
+            live = f"{url}/health/liveness"
+            eventually(lambda live=live: _answers(live), 60, f"{url} to listen")  # type: ignore[misc]
+        stack = Roles(settings, urls, settings.simulator_url)
+        stack.configure()
+        yield stack
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _scrape(url: str, headers: dict[str, str] | None = None) -> Samples:
+    response = httpx.get(f"{url}/metrics", headers=headers or {}, timeout=10)
+    assert response.status_code == 200, response.text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _sum(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def _has(samples: Samples, name: str) -> bool:
+    return any(n == name for n, _ in samples)
+
+
+def _statuses(settings: Settings, ids: list[str]) -> dict[str, str]:
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url.reveal()) as conn:
+        rows = conn.execute(
+            "SELECT notification_id::text, status FROM notification_view"
+            " WHERE notification_id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    return dict(rows)
+
+
+def _send(api_url: str, sender: Account, items: list[dict[str, Any]]) -> list[str]:
+    response = httpx.post(
+        f"{api_url}/notifications/batch", json={"notifications": items}, headers=sender.headers
+    )
+    assert response.status_code == 202, response.text
+    return [str(i) for i in response.json()["ids"]]
+
+
+def _item(channel: str, index: int) -> dict[str, Any]:
+    recipient = {
+        "email": f"metrics{index}@example.com",
+        "sms": f"+1415666{index:04d}",
+        "push": f"metrics-device-{index}",
+    }[channel]
+    return {"channel": channel, "recipient": recipient, "subject": "Hi", "body": f"m{index}"}
+
+
+def _until_final(settings: Settings, ids: list[str]) -> dict[str, str]:
+    def done() -> bool:
+        statuses = _statuses(settings, ids)
+        return len(statuses) == len(ids) and set(statuses.values()) <= FINAL
+
+    eventually(done, 150, "the notifications to end")
+    return _statuses(settings, ids)
+
+
+def test_every_role_answers_its_health(roles: Roles) -> None:
+    for role, url in roles.urls.items():
+        live = httpx.get(f"{url}/health/liveness")
+        assert live.status_code == 200
+        assert live.json()["role"] == role
+        ready = httpx.get(f"{url}/health/readiness")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["ready"] is True
+        assert ready.json()["database"] == "ok"
+    # The followers' readiness says how far behind they are.
+    relay = httpx.get(f"{roles.urls['relay']}/health/readiness").json()
+    assert set(relay["relay"]) == {"lag_events", "lag_seconds"}
+    assert httpx.get(f"{roles.urls['relay']}/nowhere").status_code == 404
+
+
+def test_the_metrics_move_with_what_they_count(
+    roles: Roles, api_url: str, account: AccountFactory
+) -> None:
+    sender = account(Role.SENDER)
+    operator = account(Role.OPERATOR, tenant=sender.tenant)
+    admin = account(Role.ADMIN, tenant=sender.tenant)
+    before = {role: _scrape(url) for role, url in roles.urls.items()}
+    api_before = _scrape(api_url, operator.headers)
+
+    # Twelve notifications across the channels, delivered.
+    ids = _send(api_url, sender, [_item(("email", "sms", "push")[i % 3], i) for i in range(12)])
+    assert set(_until_final(roles.settings, ids).values()) == {"delivered"}
+    # One refused for good: dead-lettered. One failing once: retried, then delivered.
+    roles.configure(permanent_rate=1.0)
+    (dead,) = _send(api_url, sender, [_item("email", 100)])
+    assert _until_final(roles.settings, [dead]) == {dead: "dead_lettered"}
+    roles.configure(transient_rate=1.0)
+    (retried,) = _send(api_url, sender, [_item("sms", 101)])
+    eventually(
+        lambda: _sum(_scrape(roles.urls["dispatcher"]), "herald_dispatch_retries_total") > 0,
+        60,
+        "a retry",
+    )
+    roles.configure()
+    assert _until_final(roles.settings, [retried]) == {retried: "delivered"}
+    # A scheduled job run on request.
+    run = httpx.post(f"{api_url}/admin/jobs/cleanup/run", headers=admin.headers)
+    assert run.status_code == 202, run.text
+
+    def job_seen() -> bool:
+        scraped = _scrape(roles.urls["scheduler"])
+        return _sum(scraped, "herald_job_last_success_timestamp_seconds", job_name="cleanup") > 0
+
+    eventually(job_seen, 60, "the cleanup job's success on the scheduler's metrics")
+
+    after = {role: _scrape(url) for role, url in roles.urls.items()}
+    api = _scrape(api_url, operator.headers)
+
+    def moved(role: str, name: str, by: float = 1, **labels: str) -> None:
+        grew = _sum(after[role], name, **labels) - _sum(before[role], name, **labels)
+        assert grew >= by, f"{role}: {name}{labels} moved by {grew}, not {by}"
+
+    def api_moved(name: str, by: float = 1, **labels: str) -> None:
+        grew = _sum(api, name, **labels) - _sum(api_before, name, **labels)
+        assert grew >= by, f"api: {name}{labels} moved by {grew}, not {by}"
+
+    # The api: golden signals by route template, the group commit, business counts.
+    api_moved(
+        "herald_http_request_duration_seconds_count",
+        3,
+        route="/notifications/batch",
+        method="POST",
+        status="202",
+    )
+    assert _has(api, "herald_http_requests_in_flight")
+    api_moved("herald_event_append_duration_seconds_count", 3)
+    api_moved("herald_group_commit_units_count", 1)
+    api_moved("herald_notifications_total", 14, event="requested")
+    api_moved("herald_notifications_total", 4, event="requested", channel="email")
+    api_moved("herald_notifications_total", 13, event="delivered")  # by the webhooks
+    # What the api's workers hold.
+    assert _sum(api, "herald_db_pool_size", pool="herald") > 0
+    assert _has(api, "herald_db_pool_in_use")
+    assert _has(api, "herald_db_pool_waiting")
+    assert _sum(api, "herald_redis_up") >= 1
+    assert _sum(api, "herald_redis_command_duration_seconds_count", command="ping") > 0
+    # The relay and the projector: what they carried, and where they stand.
+    moved("relay", "herald_relay_published_events_total", 14)
+    assert _sum(after["relay"], "herald_relay_position") >= _sum(
+        before["relay"], "herald_relay_position"
+    )
+    for name in ("herald_relay_lag_events", "herald_relay_lag_seconds"):
+        assert _has(after["relay"], name)
+    moved("projector", "herald_projection_events_total", 14, projection="notifications")
+    moved("projector", "herald_projection_events_total", 1, projection="audit")
+    for projection in ("notifications", "audit"):
+        assert _has(after["projector"], "herald_projection_lag_seconds")
+        assert _sum(after["projector"], "herald_projection_position", projection=projection) > 0
+    # The dispatcher: attempts by outcome, call latency, retries, dead letters, the queue.
+    moved("dispatcher", "herald_dispatch_attempts_total", 4, channel="email", outcome="ok")
+    moved("dispatcher", "herald_dispatch_attempts_total", 1, outcome="refused")
+    moved("dispatcher", "herald_dispatch_attempts_total", 1, outcome="failed")
+    moved("dispatcher", "herald_provider_call_duration_seconds_count", 15)
+    moved("dispatcher", "herald_dispatch_retries_total", 1, channel="sms")
+    moved("dispatcher", "herald_dispatch_dead_letters_total", 1, channel="email")
+    moved("dispatcher", "herald_notifications_total", 13, event="sent")
+    moved("dispatcher", "herald_notifications_total", 1, event="dead_lettered")
+    assert _has(after["dispatcher"], "herald_provider_circuit_open")
+    for lane in ("critical", "high", "normal", "low"):
+        assert _has(after["dispatcher"], "herald_dispatch_queue_depth")
+        assert _sum(after["dispatcher"], "herald_dispatch_oldest_due_age_seconds", lane=lane) >= 0
+    # The scheduler: its jobs' schedule and last success, and the export store's disk.
+    assert _sum(after["scheduler"], "herald_job_interval_seconds", job_name="cleanup") > 0
+    assert _sum(after["scheduler"], "herald_export_store_size_bytes") > 0
+    assert _sum(after["scheduler"], "herald_export_store_free_bytes") > 0
+    # Every non-api role is one process: its own RSS and CPU.
+    for role in roles.urls:
+        assert _sum(after[role], "process_resident_memory_bytes") > 0
