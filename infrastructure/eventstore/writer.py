@@ -268,12 +268,14 @@ class GroupCommitWriter:
     ) -> None:
         outcomes: list[tuple[_Unit, list[int] | Exception]] = []
         written: list[KeyRow] = []  # stored when the transaction commits
+        writing: set[bytes] = set()  # their ids
         committed = False
         try:
             async with conn.transaction():
                 await conn.execute(APPEND_LOCK)
                 for unit in units:
-                    keys = await self._claim(unit.keys)
+                    # Keys an earlier unit of this transaction writes are this unit's too.
+                    keys = await self._claim(unit.keys - writing)
                     try:
                         async with conn.transaction():  # a savepoint
                             if keys:
@@ -282,6 +284,7 @@ class GroupCommitWriter:
                             await self._remember(conn, unit, positions)
                         outcomes.append((unit, positions))
                         written += keys
+                        writing.update(row.raw_id for row in keys)
                     except psycopg.IntegrityError as exc:
                         # Left for the next unit sealed under them.
                         self._settle(keys, stored=False)

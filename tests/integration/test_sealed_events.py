@@ -318,3 +318,44 @@ def test_a_process_keeps_a_bounded_number_of_keys(
     assert len(made) == 1000
     assert len(keyring._by_id) <= 100
     assert len(keyring._by_subject) <= 100
+
+
+def test_units_sealed_under_one_new_key_commit_apart_when_one_is_refused(
+    database: str, keyring: Keyring
+) -> None:
+    """Three commands for one new recipient share a commit and its new key; one is refused
+    (its stream moved on), so the rest are written one by one: the first writes the key,
+    the second goes with it, and nothing waits on the key for ever."""
+    taken, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    async def write() -> list[object]:
+        writer = GroupCommitWriter(database, _sealed_codec(keyring), linger_s=0.05)
+        await writer.start()
+        try:
+            await writer.append([StreamAppend(taken, 0, [_request("acme", "bob@example.com")])])
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        writer.append([StreamAppend(s, 0, [_request("acme", "carol@x.org")])])
+                        for s in (first, second, taken)
+                    ),
+                    return_exceptions=True,
+                ),
+                20,
+            )
+        finally:
+            await writer.stop()
+
+    one, two, refused = asyncio.run(write())
+    assert isinstance(one, list)
+    assert isinstance(two, list)
+    assert isinstance(refused, Exception)
+    assert "moved on" in str(refused)
+    reader = Keyring(database, master_keys(MASTER, None))
+    store = EventStore(database, _sealed_codec(reader), pool_size=1)
+    try:
+        found = [store.load(s)[0].event.recipient for s in (first, second)]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+        reader.close()
+    assert found == ["carol@x.org"] * 2
