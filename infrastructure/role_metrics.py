@@ -139,8 +139,12 @@ class ExportStore(Collector):
         self._directory = directory
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # The directory's disk, or before the first export, the disk it will be made on.
+        place = self._directory
+        while not place.exists() and place != place.parent:
+            place = place.parent
         try:
-            usage = shutil.disk_usage(self._directory)
+            usage = shutil.disk_usage(place)
         except OSError:
             return
         yield GaugeMetricFamily(

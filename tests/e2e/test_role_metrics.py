@@ -5,13 +5,20 @@ provider simulator, webhooks), a failure dead-lettered, a retry, a scheduled job
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 import psycopg
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from domain.identity.roles import Role
@@ -35,7 +42,10 @@ class Roles:
     simulator: str
 
     def configure(self, **rates: float) -> None:
-        body = {"latency_ms": 0, "webhook_delay_ms": 10, **rates}
+        """Every failure rate 0 but those given (the simulator keeps what is left out)."""
+        kinds = ("transient", "throttle", "timeout", "permanent")
+        healthy = {f"{kind}_rate": 0.0 for kind in kinds}
+        body = {"latency_ms": 0, "webhook_delay_ms": 10, **healthy, **rates}
         response = httpx.put(f"{self.simulator}/_simulator/config", json=body)
         assert response.status_code == 200, response.text
 
@@ -49,8 +59,10 @@ def roles(
     settings = msgspec.structs.replace(
         api_settings,
         simulator_url=f"http://127.0.0.1:{free_port()}",
-        retry_base_ms=20,
-        retry_max_ms=200,
+        # Slow enough retries that the test sees one and heals the provider before the
+        # attempts run out.
+        retry_base_ms=1000,
+        retry_max_ms=2000,
         provider_timeout_ms=5000,
         job_schedules="; ".join(
             f"{job}={NEVER}" for job in ("archive", "cleanup", "warm-read-models", "verify-sample")
@@ -150,6 +162,39 @@ def test_every_role_answers_its_health(roles: Roles) -> None:
     assert httpx.get(f"{roles.urls['relay']}/nowhere").status_code == 404
 
 
+def _exercise(roles: Roles, api_url: str, sender: Account, admin: Account) -> None:
+    """Everything the metrics count: twelve notifications across the channels delivered and
+    read back, one refused for good (dead-lettered), one failing once (retried, then
+    delivered), and the cleanup job run on request."""
+    ids = _send(api_url, sender, [_item(("email", "sms", "push")[i % 3], i) for i in range(12)])
+    assert set(_until_final(roles.settings, ids).values()) == {"delivered"}
+    for notification_id in ids:
+        read = httpx.get(f"{api_url}/notifications/{notification_id}", headers=sender.headers)
+        assert read.status_code == 200, read.text
+    roles.configure(permanent_rate=1.0)
+    (dead,) = _send(api_url, sender, [_item("email", 100)])
+    assert _until_final(roles.settings, [dead]) == {dead: "dead_lettered"}
+    retries = _sum(_scrape(roles.urls["dispatcher"]), "herald_dispatch_retries_total")
+    roles.configure(transient_rate=1.0)
+    (retried,) = _send(api_url, sender, [_item("sms", 101)])
+    eventually(
+        lambda: _sum(_scrape(roles.urls["dispatcher"]), "herald_dispatch_retries_total") > retries,
+        60,
+        "a retry",
+    )
+    roles.configure()
+    assert _until_final(roles.settings, [retried]) == {retried: "delivered"}
+    last = _sum(_scrape(roles.urls["scheduler"]), "herald_job_last_success_timestamp_seconds")
+    run = httpx.post(f"{api_url}/admin/jobs/cleanup/run", headers=admin.headers)
+    assert run.status_code == 202, run.text
+
+    def job_seen() -> bool:
+        scraped = _scrape(roles.urls["scheduler"])
+        return _sum(scraped, "herald_job_last_success_timestamp_seconds") > last
+
+    eventually(job_seen, 60, "the cleanup job's success on the scheduler's metrics")
+
+
 def test_the_metrics_move_with_what_they_count(
     roles: Roles, api_url: str, account: AccountFactory
 ) -> None:
@@ -159,31 +204,7 @@ def test_the_metrics_move_with_what_they_count(
     before = {role: _scrape(url) for role, url in roles.urls.items()}
     api_before = _scrape(api_url, operator.headers)
 
-    # Twelve notifications across the channels, delivered.
-    ids = _send(api_url, sender, [_item(("email", "sms", "push")[i % 3], i) for i in range(12)])
-    assert set(_until_final(roles.settings, ids).values()) == {"delivered"}
-    # One refused for good: dead-lettered. One failing once: retried, then delivered.
-    roles.configure(permanent_rate=1.0)
-    (dead,) = _send(api_url, sender, [_item("email", 100)])
-    assert _until_final(roles.settings, [dead]) == {dead: "dead_lettered"}
-    roles.configure(transient_rate=1.0)
-    (retried,) = _send(api_url, sender, [_item("sms", 101)])
-    eventually(
-        lambda: _sum(_scrape(roles.urls["dispatcher"]), "herald_dispatch_retries_total") > 0,
-        60,
-        "a retry",
-    )
-    roles.configure()
-    assert _until_final(roles.settings, [retried]) == {retried: "delivered"}
-    # A scheduled job run on request.
-    run = httpx.post(f"{api_url}/admin/jobs/cleanup/run", headers=admin.headers)
-    assert run.status_code == 202, run.text
-
-    def job_seen() -> bool:
-        scraped = _scrape(roles.urls["scheduler"])
-        return _sum(scraped, "herald_job_last_success_timestamp_seconds", job_name="cleanup") > 0
-
-    eventually(job_seen, 60, "the cleanup job's success on the scheduler's metrics")
+    _exercise(roles, api_url, sender, admin)
 
     after = {role: _scrape(url) for role, url in roles.urls.items()}
     api = _scrape(api_url, operator.headers)
@@ -210,6 +231,7 @@ def test_the_metrics_move_with_what_they_count(
     api_moved("herald_notifications_total", 14, event="requested")
     api_moved("herald_notifications_total", 4, event="requested", channel="email")
     api_moved("herald_notifications_total", 13, event="delivered")  # by the webhooks
+    api_moved("herald_read_cache_total", 12)
     # What the api's workers hold.
     assert _sum(api, "herald_db_pool_size", pool="herald") > 0
     assert _has(api, "herald_db_pool_in_use")
@@ -248,3 +270,84 @@ def test_the_metrics_move_with_what_they_count(
     # Every non-api role is one process: its own RSS and CPU.
     for role in roles.urls:
         assert _sum(after[role], "process_resident_memory_bytes") > 0
+
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "infrastructure" / "deploy" / "grafana"
+
+
+def _prometheus_config(roles: Roles, api_url: str, key_file: Path) -> dict[str, Any]:
+    api = urlsplit(api_url).netloc
+    jobs: list[dict[str, Any]] = [
+        {
+            "job_name": "herald-api",
+            "authorization": {"type": "Bearer", "credentials_file": str(key_file)},
+            "static_configs": [{"targets": [api]}],
+        }
+    ]
+    for role, url in roles.urls.items():
+        jobs.append(
+            {"job_name": f"herald-{role}", "static_configs": [{"targets": [urlsplit(url).netloc]}]}
+        )
+    return {"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}
+
+
+def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def test_a_real_prometheus_scrapes_every_role_and_every_panel_has_data(
+    roles: Roles, api_url: str, account: AccountFactory, tmp_path: Path
+) -> None:
+    """Debian's Prometheus scrapes the running roles (the api with an operator's API key),
+    and every query of every dashboard panel answers with data."""
+    sender = account(Role.SENDER)
+    admin = account(Role.ADMIN, tenant=sender.tenant)
+    issued = httpx.post(
+        f"{api_url}/admin/api-keys",
+        json={"name": "prometheus", "role": "operator"},
+        headers=admin.headers,
+    )
+    assert issued.status_code == 201, issued.text
+    key_file = tmp_path / "api-key"
+    key_file.write_text(issued.json()["key"])
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(_prometheus_config(roles, api_url, key_file)))
+    binary = shutil.which("prometheus")
+    assert binary is not None, "Prometheus is needed: apt-get install prometheus"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    prometheus = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: _answers(f"{prometheus}/-/ready"), 60, "Prometheus to start")
+        _exercise(roles, api_url, sender, admin)
+
+        def all_up() -> bool:
+            up = _query(prometheus, 'up{job=~"herald-.*"} == 1')
+            return len({series["metric"]["job"] for series in up}) == 5
+
+        eventually(all_up, 60, "Prometheus to scrape every role")
+        time.sleep(3)  # a few more scrapes, for the rates
+        panels = [
+            (board.name, panel["title"], target["expr"])
+            for board in sorted((DASHBOARDS / "dashboards").glob("*.json"))
+            for panel in json.loads(board.read_text())["panels"]
+            for target in panel["targets"]
+        ]
+        assert len(panels) >= 30
+        empty = [(board, title) for board, title, expr in panels if not _query(prometheus, expr)]
+        assert not empty, f"panels without data: {empty}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
