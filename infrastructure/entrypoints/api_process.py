@@ -33,6 +33,7 @@ from infrastructure.auth.guard import AccessGate
 from infrastructure.auth.passwords import PasswordHasher
 from infrastructure.auth.revocation import RefreshTokens, Revocations
 from infrastructure.auth.tokens import TokenService
+from infrastructure.entrypoints.role_health import follower_health
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
@@ -134,6 +135,7 @@ async def open_api_process(
         timeout_s=timeout_s,
         provider_modes=providers.modes,
         provider_circuits=providers.circuits,
+        followers=partial(follower_health, database_url),
     )
     operations = Operations(
         kafka_bootstrap=bootstrap,

@@ -7,6 +7,7 @@ follower keeps up (its oldest waiting event is younger than READY_LAG_S).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,9 +34,30 @@ from infrastructure.role_metrics import (
 )
 from infrastructure.settings import Settings, SettingsError, require_servers
 from infrastructure.settings.pipeline import cron_trigger
+from infrastructure.web.health import FollowerHealth
 
 READY_LAG_S = 300.0
 _NAMES = list(catalog.NOTIFICATION_EVENT_NAMES)
+# Each follower of the log: its tracking name, and the events it handles (None: all).
+FOLLOWERS: dict[str, tuple[str, list[str] | None]] = {
+    "relay": (RELAY, _NAMES),
+    "notifications": (NOTIFICATIONS_PROJECTION, _NAMES),
+    "audit": (AUDIT_PROJECTION, None),
+}
+
+
+async def follower_health(database_url: str) -> dict[str, FollowerHealth]:
+    """The relay's and each projection's position and lag, for the api's /health."""
+
+    def read() -> dict[str, FollowerHealth]:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=3) as conn:
+            found = {}
+            for label, (name, names) in FOLLOWERS.items():
+                position, waiting, age = follower_lag(conn, name, names)
+                found[label] = FollowerHealth(position, waiting, round(age, 3))
+            return found
+
+    return await asyncio.to_thread(read)
 
 
 @contextlib.contextmanager
@@ -81,12 +103,10 @@ def _for_role(
     """The role's collectors, the followers its readiness checks, and what to refresh
     before each scrape."""
     if role == "relay":
-        return [RelayLag(database_url, RELAY, _NAMES)], {RELAY: _NAMES}, None
+        name, names = FOLLOWERS["relay"]
+        return [RelayLag(database_url, name, names or [])], {name: names}, None
     if role == "projector":
-        projections = {
-            "notifications": (NOTIFICATIONS_PROJECTION, _NAMES),
-            "audit": (AUDIT_PROJECTION, None),
-        }
+        projections = {label: FOLLOWERS[label] for label in ("notifications", "audit")}
         follows = {name: names for name, names in projections.values()}
         return [ProjectionLag(database_url, projections)], follows, None
     if role == "dispatcher":

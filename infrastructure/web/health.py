@@ -2,8 +2,9 @@
 
 `/health` runs its probes (PostgreSQL, Redis and the broker) concurrently, each bounded by
 HERALD_HEALTH_TIMEOUT_MS, and answers 503 naming whatever is down. It also shows each
-provider's mode (live, or the sandbox simulator) and its circuit breaker's state, as the
-composition root tells it (`HealthChecks`). Liveness never looks at dependencies (a
+provider's mode (live, or the sandbox simulator) and its circuit breaker's state, and how far
+the relay and each projection are behind the log, as the composition root tells it
+(`HealthChecks`). Liveness never looks at dependencies (a
 restart would not mend them); readiness does.
 """
 
@@ -38,6 +39,12 @@ class ProviderHealth(msgspec.Struct, frozen=True):
     circuit: str  # "closed", "open", "half_open"; "unknown" while Redis is down
 
 
+class FollowerHealth(msgspec.Struct, frozen=True):
+    position: int  # the last log position it handled
+    lag_events: int  # events of its kinds stored after that (at most 1,000,000)
+    lag_seconds: float  # the age of the oldest of them; 0 when none waits
+
+
 class HealthReport(msgspec.Struct, frozen=True):
     status: Literal["pass", "fail"]
     checks: dict[str, DependencyHealth]
@@ -45,6 +52,9 @@ class HealthReport(msgspec.Struct, frozen=True):
     detail: str
     # An open circuit degrades one channel; it does not make Herald unhealthy.
     providers: dict[str, ProviderHealth]
+    # How far the relay and each projection are behind the log (empty while PostgreSQL is
+    # down). A lag degrades freshness; it does not make the api unhealthy.
+    followers: dict[str, FollowerHealth] = msgspec.field(default_factory=dict)
 
 
 class Liveness(msgspec.Struct, frozen=True):
@@ -63,6 +73,8 @@ class HealthChecks:
     provider_modes: dict[str, str]  # "live" or "sandbox", per provider
     # Per provider: "closed", "open" or "half_open"; needs Redis.
     provider_circuits: Callable[[], Awaitable[dict[str, str]]]
+    # The relay's and each projection's position and lag; needs PostgreSQL.
+    followers: Callable[[], Awaitable[dict[str, FollowerHealth]]] | None = None
 
 
 def postgres_probe(pool: AsyncConnectionPool) -> Probe:
@@ -110,7 +122,13 @@ async def check_health(checks: HealthChecks) -> HealthReport:
     detail = f"down: {', '.join(failing)}" if failing else "all dependencies up"
     redis_up = "redis" in probed and probed["redis"].status == "up"
     providers = await _providers(checks, redis_up=redis_up)
-    return HealthReport("fail" if failing else "pass", probed, failing, detail, providers)
+    followers: dict[str, FollowerHealth] = {}
+    postgres_up = "postgres" in probed and probed["postgres"].status == "up"
+    if postgres_up and checks.followers is not None:
+        with contextlib.suppress(Exception):
+            followers = await asyncio.wait_for(checks.followers(), checks.timeout_s)
+    status: Literal["pass", "fail"] = "fail" if failing else "pass"
+    return HealthReport(status, probed, failing, detail, providers, followers)
 
 
 async def _providers(checks: HealthChecks, *, redis_up: bool) -> dict[str, ProviderHealth]:

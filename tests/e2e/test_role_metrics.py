@@ -147,7 +147,7 @@ def _until_final(settings: Settings, ids: list[str]) -> dict[str, str]:
     return _statuses(settings, ids)
 
 
-def test_every_role_answers_its_health(roles: Roles) -> None:
+def test_every_role_answers_its_health(roles: Roles, api_url: str) -> None:
     for role, url in roles.urls.items():
         live = httpx.get(f"{url}/health/liveness")
         assert live.status_code == 200
@@ -160,6 +160,13 @@ def test_every_role_answers_its_health(roles: Roles) -> None:
     relay = httpx.get(f"{roles.urls['relay']}/health/readiness").json()
     assert set(relay["relay"]) == {"lag_events", "lag_seconds"}
     assert httpx.get(f"{roles.urls['relay']}/nowhere").status_code == 404
+    # The api's /health says how far behind the log the relay and each projection are.
+    followers = httpx.get(f"{api_url}/health").json()["followers"]
+    assert set(followers) == {"relay", "notifications", "audit"}
+    for state in followers.values():
+        assert state["position"] >= 0
+        assert state["lag_events"] >= 0
+        assert state["lag_seconds"] >= 0
 
 
 def _exercise(roles: Roles, api_url: str, sender: Account, admin: Account) -> None:
