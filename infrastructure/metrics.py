@@ -110,6 +110,15 @@ DB_POOL_WAITING = Gauge(
     ["pool"],
     multiprocess_mode="livesum",
 )
+# The api's workers, added up (multiprocess mode has no process collector of its own).
+API_MEMORY = Gauge(
+    "herald_api_resident_memory_bytes",
+    "Resident memory of the api's live worker processes, added up.",
+    multiprocess_mode="livesum",
+)
+API_CPU = Counter(
+    "herald_api_cpu_seconds", "CPU time the api's worker processes have used, added up."
+)
 REDIS_UP = Gauge(
     "herald_redis_up", "1 when Redis answered the last probe, else 0.", multiprocess_mode="livemin"
 )

@@ -245,6 +245,8 @@ def test_the_metrics_move_with_what_they_count(
     assert _has(api, "herald_db_pool_waiting")
     assert _sum(api, "herald_redis_up") >= 1
     assert _sum(api, "herald_redis_command_duration_seconds_count", command="ping") > 0
+    assert _sum(api, "herald_api_resident_memory_bytes") > 10_000_000
+    assert _sum(api, "herald_api_cpu_seconds_total") > 0
     # The relay and the projector: what they carried, and where they stand.
     moved("relay", "herald_relay_published_events_total", 14)
     assert _sum(after["relay"], "herald_relay_position") >= _sum(
