@@ -95,7 +95,11 @@ def follower_lag(
     """Where follower `name` stands: its position, how many of the events it handles (of
     types `names`; None: all) wait after it (at most LAG_COUNTED), and the age in seconds
     of the oldest of them (0 when none waits)."""
-    position = stored_position(conn, name)
+    # Read only: a scrape or a health check must not create a follower's row.
+    row = conn.execute(
+        "SELECT notification_id FROM tracking WHERE application_name = %s", (name,)
+    ).fetchone()
+    position = int(row[0]) if row and row[0] is not None else 0
     kinds = "" if names is None else " AND split_part(topic, '@', 1) = ANY(%(names)s)"
     params = {"after": position, "names": names, "cap": LAG_COUNTED}
     waiting = conn.execute(
