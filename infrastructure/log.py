@@ -18,6 +18,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from infrastructure.settings import Settings
+from infrastructure.tracing import add_trace_ids
 
 
 def configure_logging(settings: Settings, *, role: str | None = None) -> None:
@@ -30,6 +31,8 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
     ]
     if role is not None:
         structlog.contextvars.bind_contextvars(role=role)
+    if settings.otlp_endpoint is not None:
+        shared.append(add_trace_ids)  # a line logged inside a span names it
 
     renderer: Processor
     own: list[Processor] = []  # structlog's lines only: a formatter cannot drop a line

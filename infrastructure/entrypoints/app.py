@@ -19,6 +19,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import InitPluginProtocol
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from commands.exports.http import ROUTES as EXPORT_COMMANDS
@@ -41,6 +42,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.log import configure_logging
 from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
+from infrastructure.tracing import configure_tracing
 from infrastructure.web.commands import provide_commands
 from infrastructure.web.forwarded import TrustedProxies
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
@@ -147,6 +149,7 @@ def create_app(
 
     origins = settings.cors_origin_list
     return Litestar(
+        plugins=_plugins(settings),
         route_handlers=[*ROUTES, *extra_handlers],
         lifespan=[lifespan],
         guards=[authorize],
@@ -170,6 +173,16 @@ def create_app(
         ),
         logging_config=None,  # infrastructure.log configures logging for the whole process
     )
+
+
+def _plugins(settings: Settings) -> list[InitPluginProtocol]:
+    """Tracing's, when HERALD_OTLP_ENDPOINT is set (imported only then)."""
+    provider = configure_tracing(settings, "api")
+    if provider is None:
+        return []
+    from infrastructure.web.tracing_plugin import tracing_plugin  # noqa: PLC0415
+
+    return [tracing_plugin(provider)]
 
 
 def asgi_app(

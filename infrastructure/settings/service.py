@@ -12,6 +12,7 @@ from infrastructure.settings.values import Secret, SettingsError, env_name, exam
 
 Port = Annotated[int, setting("TCP port the HTTP API listens on.", "8000", ge=1, le=65535)]
 
+_HttpBase = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s]+/?$")]
 _POSTGRES_URL = r"^postgres(ql)?://"
 _REDIS_URL = r"^(redis|rediss|unix)://"
 _BOOTSTRAP = r"^[A-Za-z0-9_.\-\[\]:]+:\d+(,[A-Za-z0-9_.\-\[\]:]+:\d+)*$"
@@ -40,6 +41,23 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
             "Share of info and debug lines written in production (JSON) logs, 0 to 1; "
             "warnings and errors are always written.",
             "0.1",
+            ge=0.0,
+            le=1.0,
+        ),
+    ] = 1.0
+    otlp_endpoint: Annotated[
+        _HttpBase | None,
+        setting(
+            "OTLP/HTTP endpoint traces are exported to (its /v1/traces); unset: no tracing.",
+            "http://jaeger:4318",
+        ),
+    ] = None
+    trace_sample_ratio: Annotated[
+        float,
+        setting(
+            "Share of traces recorded, 0 to 1, decided where a trace starts (an api request) "
+            "and followed by every span in it.",
+            "0.01",
             ge=0.0,
             le=1.0,
         ),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
@@ -62,7 +63,8 @@ class ResourceGauges:
         DB_POOL_WAITING.labels(name).set(stats.get("requests_waiting", 0))
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._redis.ping(), self._timeout_s)
+            with suppress_instrumentation():  # a probe every 5 s is not worth a trace each
+                await asyncio.wait_for(self._redis.ping(), self._timeout_s)
         except (RedisError, OSError, TimeoutError):
             REDIS_UP.set(0)
         else:

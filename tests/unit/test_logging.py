@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
 
 from infrastructure.log import configure_logging, get_logger
 from infrastructure.settings import SettingsError, load_settings
@@ -110,3 +111,19 @@ def test_production_samples_info_and_keeps_every_warning(
 def test_a_sample_rate_out_of_range_is_refused() -> None:
     with pytest.raises(SettingsError, match="HERALD_LOG_SAMPLE_INFO"):
         load_settings(environ={"HERALD_LOG_SAMPLE_INFO": "1.5"}, env_file=None)
+
+
+def test_a_line_logged_inside_a_span_names_its_trace_and_span(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environ = {"HERALD_ENV": "production", "HERALD_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    configure_logging(load_settings(environ=environ, env_file=None))
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        get_logger("herald.test").info("inside")
+    get_logger("herald.test").info("outside")
+    inside, outside = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    context = span.get_span_context()
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert "trace_id" not in outside
