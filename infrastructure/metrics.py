@@ -13,6 +13,7 @@ HERALD_METRICS_PORT (`role_listener.py`), with the values read at scrape time
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterable
 from datetime import datetime
@@ -145,6 +146,13 @@ _BUSINESS = {
     "NotificationDeadLettered": "dead_lettered",
     "NotificationCancelled": "cancelled",
 }
+
+
+def count_requested(kinds: Iterable[tuple[str, str]]) -> None:
+    """Count requested notifications by (channel, priority): one increment per kind, so a
+    batch of a thousand costs a few."""
+    for (channel, priority), n in collections.Counter(kinds).items():
+        NOTIFICATIONS.labels("requested", channel, priority).inc(n)
 
 
 def count_notification_events(channel: str, priority: str, events: Iterable[object]) -> None:

@@ -40,7 +40,7 @@ from infrastructure.eventstore.writer import (
 )
 from infrastructure.idempotency import recall
 from infrastructure.messagebus import Handlers
-from infrastructure.metrics import count_notification_events
+from infrastructure.metrics import count_notification_events, count_requested
 
 _ATTEMPTS = 3
 
@@ -112,10 +112,12 @@ async def record(
 ) -> list[Accepted]:
     """Commit a plan in one transaction: all of it, or (raising) none of it."""
     positions = await writer.append(plan.appends, idempotency)
-    for append in plan.appends:
-        for event in append.events:
-            if isinstance(event, NotificationRequested):
-                count_notification_events(event.channel.value, event.priority.value, (event,))
+    count_requested(
+        (event.channel.value, event.priority.value)
+        for append in plan.appends
+        for event in append.events
+        if isinstance(event, NotificationRequested)
+    )
     return plan.accepted(positions)
 
 
