@@ -48,9 +48,7 @@ log = get_logger(__name__)
 
 CLAIM_BATCH = 100
 IDLE_POLL_S = 0.25  # the longest a due row waits when no event woke the workers
-SWEEP_EVERY_S = 30.0
 ERROR_PAUSE_S = 5.0
-SWEEP_AGE_S = 30.0
 RECORD_MARGIN_S = 5.0  # past a call's budget, for its answer to be recorded
 # Lanes: (name, most urgent rank it takes up to, notifications in flight). The urgent lane
 # takes only critical and high, so however deep a backlog of low, they never wait for room.
@@ -76,6 +74,7 @@ class Dispatcher:
         self._database_url, self._redis_url, _ = require_servers(settings)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         self._queue = DispatchQueue(worker, settings.dispatch_lease_s)
+        self._sweep_s = float(settings.dispatch_sweep_s)
         # A provider call ends within its budget; DispatchStarted is appended only once the
         # call may go (its concurrency slot and rate token taken), so an attempt older than
         # the budget plus a margin for recording the answer has lost its dispatcher.
@@ -243,10 +242,10 @@ class Dispatcher:
 
     async def _sweep(self, pool: AsyncConnectionPool) -> None:
         while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
+            await asyncio.sleep(self._sweep_s)
             try:
                 async with pool.connection() as conn:
-                    found = await self._queue.sweep(conn, SWEEP_AGE_S)
+                    found = await self._queue.sweep(conn, self._sweep_s)
                 if found:
                     log.warning("re-queued notifications the broker never announced", count=found)
             except psycopg.Error as exc:

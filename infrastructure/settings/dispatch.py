@@ -83,6 +83,18 @@ class DispatchSettings(ProviderSettings, frozen=True, kw_only=True):
             le=3600,
         ),
     ] = 15
+    dispatch_sweep_s: Annotated[
+        int,
+        setting(
+            "How often a dispatcher queues notifications still to send that the broker never "
+            "announced to it, once they are that many seconds old: the safety net under Kafka. "
+            "Keep it well above the longest an attempt takes: a notification in flight longer "
+            "may be queued again and its attempt resumed, so called twice.",
+            "30",
+            ge=1,
+            le=3600,
+        ),
+    ] = 30
     dispatch_lease_s: Annotated[
         int,
         setting(
@@ -106,6 +118,12 @@ class DispatchSettings(ProviderSettings, frozen=True, kw_only=True):
                 raise SettingsError(
                     env_name(name), f"is invalid: {exc}", example_of(DispatchSettings, name)
                 ) from None
+        if self.dispatch_sweep_s * 1000 <= self.provider_timeout_ms:
+            raise SettingsError(
+                "HERALD_DISPATCH_SWEEP_S",
+                f"must exceed HERALD_PROVIDER_TIMEOUT_MS ({self.provider_timeout_ms} ms)",
+                "30",
+            )
         if self.dispatch_lease_s * 1000 <= self.provider_timeout_ms:
             raise SettingsError(
                 "HERALD_DISPATCH_LEASE_S",

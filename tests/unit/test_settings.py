@@ -143,6 +143,7 @@ def test_half_of_the_twilio_credentials_is_refused() -> None:
         ("HERALD_PROVIDER_CONCURRENCY", "sendgrid=1,twilio=1,fcm=0", "fcm must be at least 1"),
         ("HERALD_PROVIDER_RATE_LIMITS", "ses=1", "'ses' is not one of sendgrid, twilio, fcm"),
         ("HERALD_DISPATCH_LEASE_S", "5", "must exceed HERALD_PROVIDER_TIMEOUT_MS"),
+        ("HERALD_DISPATCH_SWEEP_S", "5", "must exceed HERALD_PROVIDER_TIMEOUT_MS"),
     ],
 )
 def test_dispatch_settings_name_what_is_wrong(variable: str, value: str, problem: str) -> None:
