@@ -16,11 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EVENTS_TABLE
@@ -37,10 +38,17 @@ from infrastructure.kafka.topics import (
     partition_count,
     topic_layout,
 )
-from infrastructure.kafka.wire import broker_position, outgoing, producer_config
+from infrastructure.kafka.wire import (
+    Headers,
+    broker_position,
+    message_attributes,
+    outgoing,
+    producer_config,
+)
 from infrastructure.log import get_logger
 from infrastructure.metrics import RELAY_PUBLISHED
 from infrastructure.settings import Settings
+from infrastructure.tracing import start_span, traceparent_of, tracing
 
 log = get_logger(__name__)
 
@@ -58,6 +66,7 @@ class DeliveryFailedError(Exception):
 class _Delivery:
     failed: int = 0
     error: str | None = None
+    spans: list[Span] = field(default_factory=list)  # each traced message's publish
 
     def __call__(self, err: KafkaError | None, _message: Message) -> None:
         if err is not None:
@@ -131,8 +140,11 @@ class Relay:
         """Hand a round to the producer; it sends in the background."""
         delivery = _Delivery()
         started = time.perf_counter()
+        traced = tracing()
         for row in rows:
             key, value, headers = outgoing(*row)
+            if traced:
+                headers = self._traced(headers, delivery)
             while True:
                 try:
                     producer.produce(
@@ -144,11 +156,32 @@ class Relay:
         self.seconds["produce"] += time.perf_counter() - started
         return delivery
 
+    def _traced(self, headers: Headers, delivery: _Delivery) -> Headers:
+        """The message's headers with its publish span's `traceparent`, continuing the
+        trace its event was recorded in; as they were for an event recorded in none."""
+        values = dict(headers)
+        parent = values.get("traceparent")
+        if not isinstance(parent, str):
+            return headers
+        span = start_span(
+            "relay.publish",
+            parent=parent,
+            kind=SpanKind.PRODUCER,
+            attributes=message_attributes(self._topic, values),
+        )
+        delivery.spans.append(span)
+        values["traceparent"] = traceparent_of(span.get_span_context()) or parent
+        return list(values.items())
+
     def _confirm(self, producer: Producer, delivery: _Delivery) -> None:
         """Wait until the broker acknowledged the round, or raise."""
         flushing = time.perf_counter()
         remaining = producer.flush(FLUSH_TIMEOUT_S)
         self.seconds["acknowledge"] += time.perf_counter() - flushing
+        for span in delivery.spans:
+            if remaining or delivery.failed:
+                span.set_status(StatusCode.ERROR, "not acknowledged by the broker")
+            span.end()
         if remaining or delivery.failed:
             raise DeliveryFailedError(delivery.error or f"{remaining} messages unacknowledged")
 

@@ -10,9 +10,12 @@ personal data); the api adds its HTTP spans with litestar's OpenTelemetry plugin
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode, TraceFlags
 from structlog.typing import EventDict
 
 from infrastructure.settings import Settings
@@ -37,6 +40,8 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
     )
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # noqa: PLC0415
     from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: PLC0415
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor  # noqa: PLC0415
+    from opentelemetry.instrumentation.urllib import URLLibInstrumentor  # noqa: PLC0415
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
@@ -51,6 +56,10 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     RedisInstrumentor().instrument(tracer_provider=provider)
+    # The HTTP libraries the providers' SDKs call through: SendGrid's client uses urllib,
+    # Twilio's and Firebase's use requests.
+    RequestsInstrumentor().instrument(tracer_provider=provider)
+    URLLibInstrumentor().instrument(tracer_provider=provider)
     _configured = provider
     return provider
 
@@ -68,3 +77,92 @@ def add_trace_ids(_logger: Any, _method: str, event: EventDict) -> EventDict:
         event["trace_id"] = format(context.trace_id, "032x")
         event["span_id"] = format(context.span_id, "016x")
     return event
+
+
+def tracing() -> bool:
+    """Whether this process exports spans; hand-written spans are skipped when it does not."""
+    return _configured is not None
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("herald")
+
+
+def traceparent_of(context: SpanContext) -> str | None:
+    """The W3C `traceparent` of a span context; None for an invalid one."""
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, to store with the events it records."""
+    return traceparent_of(trace.get_current_span().get_span_context())
+
+
+def remote_context(traceparent: str | None) -> SpanContext | None:
+    """The span context a W3C `traceparent` names; None when absent or malformed."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) != 4 or parts[0] != "00":  # noqa: PLR2004 - version, trace, span, flags
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    return context if context.is_valid else None
+
+
+def start_span(
+    name: str,
+    *,
+    parent: str | SpanContext | None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, str | int] | None = None,
+    links: Iterable[SpanContext] = (),
+    start_time: int | None = None,
+) -> Span:
+    """A span continuing the trace `parent` names (a `traceparent` or a span context), or
+    the current span's when there is none (a new trace outside any); the caller ends it.
+    Attributes never hold personal data: ids, counts and names of things."""
+    context = remote_context(parent) if isinstance(parent, str) or parent is None else parent
+    within = trace.set_span_in_context(trace.NonRecordingSpan(context)) if context else None
+    return tracer().start_span(
+        name,
+        context=within,
+        kind=kind,
+        attributes=dict(attributes or {}),
+        links=[Link(link) for link in links if link.is_valid],
+        start_time=start_time,
+    )
+
+
+def shared_span(
+    name: str, waits: Sequence[Span], attributes: Mapping[str, str | int]
+) -> AbstractContextManager[Span]:
+    """The current span, while it lasts, of work done at once for many callers (a group
+    commit): in the trace of the first caller's `wait` span, linked to the others, and each
+    `wait` linked back to it, so every caller's trace leads to it."""
+    contexts = [wait.get_span_context() for wait in waits]
+    span = start_span(
+        name, parent=contexts[0] if contexts else None, attributes=attributes, links=contexts[1:]
+    )
+    for wait in waits:
+        wait.add_link(span.get_span_context())
+    return impersonal_span(span)
+
+
+@contextmanager
+def impersonal_span(span: Span) -> Iterator[Span]:
+    """`span` as the current span until the block ends, then ended. A failure marks it with
+    its exception's type only: messages may quote an address (a provider's error, say)."""
+    with trace.use_span(
+        span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+    ):
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise

@@ -4,6 +4,7 @@ concurrency cap and shared rate, rendered, timed, and turned into an `Outcome`."
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from datetime import timedelta
 from typing import Literal
 
 import redis.asyncio
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 
 from domain.notifications.events import NotificationRequested
 from domain.notifications.notification import Notification
@@ -25,6 +27,7 @@ from infrastructure.providers.protection import Admission, CircuitBreaker, Prior
 from infrastructure.providers.provider import OutboundMessage, Provider, ProviderError
 from infrastructure.rate_limit import RateLimiter, Tier
 from infrastructure.template_files import TemplateDirectory
+from infrastructure.tracing import impersonal_span, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -132,10 +135,14 @@ class ProviderCalls:
     async def _call(self, provider: Provider, message: OutboundMessage) -> tuple[Outcome, Verdict]:
         loop = asyncio.get_running_loop()
         budget_s = self._budget_s
+        span = _call_span(provider.name, message) if tracing() else INVALID_SPAN
         try:
-            message_id = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, provider.send, message), budget_s
-            )
+            with impersonal_span(span):
+                # The SDK's HTTP call, in the executor's thread, is a child of this span.
+                call = contextvars.copy_context().run
+                message_id = await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, call, provider.send, message), budget_s
+                )
         except ProviderError as exc:
             retry_after = (
                 timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
@@ -148,3 +155,18 @@ class ProviderCalls:
             log.exception("provider call raised", provider=provider.name)
             return Outcome(reason=f"{provider.name}: {type(exc).__name__}"), "failed"
         return Outcome(provider_message_id=message_id), "ok"
+
+
+def _call_span(provider: str, message: OutboundMessage) -> Span:
+    """The provider call's span, a child of the attempt's; marked failed when it raises."""
+    return start_span(
+        "provider.send",
+        parent=None,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "herald.provider": provider,
+            "herald.channel": message.channel.value,
+            "herald.notification_id": str(message.notification_id),
+            "herald.attempt": message.attempt,
+        },
+    )

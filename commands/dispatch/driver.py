@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span
 from psycopg_pool import AsyncConnectionPool
 
 from commands.dispatch.calls import Outcome, ProviderCalls
@@ -43,6 +46,7 @@ from infrastructure.eventstore.writer import GroupCommitWriter, StoreUnavailable
 from infrastructure.log import get_logger
 from infrastructure.metrics import count_notification_events
 from infrastructure.providers.provider import Provider
+from infrastructure.tracing import impersonal_span, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -126,6 +130,22 @@ class Driver:
             self.counts["deferred"] += 1
             later = datetime.now(UTC) + timedelta(seconds=max(admission.wait_s, 0.05))
             return Release(nid, n.version, later, rank)
+        with _attempt_span(n, provider.name):
+            return await self._attempt(step, n, requested, rank, provider, probe=admission.probe)
+
+    async def _attempt(
+        self,
+        step: Send | Resend,
+        n: Notification,
+        requested: NotificationRequested,
+        rank: int,
+        provider: Provider,
+        *,
+        probe: bool,
+    ) -> Notification:
+        """In one of the provider's slots: record that the attempt starts, call, then
+        record the answer."""
+        nid = n.id
         async with self._calls.slot(provider.name, rank):
             # Appended at the version read: of two dispatchers, only one goes on to call.
             if isinstance(step, Send):
@@ -143,7 +163,8 @@ class Driver:
                     n, provider=provider.name, at=datetime.now(UTC)
                 )
             n = await self._append(n, begin)
-            outcome = await self._calls.attempt(provider, n, requested, probe=admission.probe)
+            trace.get_current_span().set_attribute("herald.attempt", n.attempt)
+            outcome = await self._calls.attempt(provider, n, requested, probe=probe)
         self._unrecorded[(nid, n.channel, n.attempt)] = outcome
         return await self._settle(n, outcome)
 
@@ -210,3 +231,22 @@ class Driver:
         )
         follow = step.events if isinstance(step, Record) else []
         return await self._append(n, [*failed, *follow])
+
+
+def _attempt_span(n: Notification, provider: str) -> AbstractContextManager[Span]:
+    """The attempt's span, in the trace of the request that asked for the notification;
+    a no-op span when this process does not trace."""
+    if not tracing():
+        return impersonal_span(INVALID_SPAN)
+    attributes = {
+        "herald.tenant": n.tenant_id,
+        "herald.notification_id": str(n.id),
+        "herald.channel": n.channel.value,
+        "herald.provider": provider,
+        "herald.attempt": n.attempt + 1,
+    }
+    if n.correlation_id:
+        attributes["herald.correlation_id"] = n.correlation_id
+    return impersonal_span(
+        start_span("dispatch.attempt", parent=n.traceparent, attributes=attributes)
+    )

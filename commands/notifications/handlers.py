@@ -83,6 +83,7 @@ def decide_request(cmd: RequestNotification, now: datetime) -> list[Notification
         idempotency_key=cmd.idempotency_key,
         requested_by=cmd.requested_by,
         correlation_id=cmd.correlation_id,
+        traceparent=cmd.traceparent,
         at=now,
     )
 

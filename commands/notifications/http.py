@@ -36,6 +36,7 @@ from infrastructure.auth.guard import allow
 from infrastructure.auth.principal import Principal
 from infrastructure.eventstore import meta
 from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint
+from infrastructure.tracing import current_traceparent
 from infrastructure.web.commands import Commands
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
@@ -97,7 +98,11 @@ def _correlation() -> str | None:
 
 
 def _command(
-    item: NotificationRequest, principal: Principal, correlation_id: str | None, key: str | None
+    item: NotificationRequest,
+    principal: Principal,
+    correlation_id: str | None,
+    key: str | None,
+    traceparent: str | None = None,
 ) -> RequestNotification:
     return RequestNotification(
         tenant_id=principal.tenant_id,
@@ -117,6 +122,7 @@ def _command(
         idempotency_key=key,
         requested_by=principal.subject,
         correlation_id=correlation_id,
+        traceparent=traceparent,
     )
 
 
@@ -187,7 +193,7 @@ class NotificationCommands(Controller):
         caller = commands.caller
         key = _idempotency_key(request)
         idempotency = _idempotent(request, caller, key, lambda: _encode(data))
-        command = _command(data, caller, _correlation(), key)
+        command = _command(data, caller, _correlation(), key, current_traceparent())
         recorded = await commands.handle(
             RequestNotifications(
                 requests=[command], render=_one, status_code=ACCEPTED, idempotency=idempotency
@@ -217,9 +223,9 @@ class NotificationCommands(Controller):
         key = _idempotency_key(request)
         items = _decode_batch(await request.body())
         idempotency = _idempotent(request, caller, key, lambda: _encode(items))
-        correlation = _correlation()
+        correlation, traceparent = _correlation(), current_traceparent()
         command = RequestNotifications(
-            requests=[_command(i, caller, correlation, key) for i in items],
+            requests=[_command(i, caller, correlation, key, traceparent) for i in items],
             render=_many,
             status_code=ACCEPTED,
             batch=True,

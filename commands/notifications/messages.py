@@ -49,6 +49,7 @@ class RequestNotification(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     requested_by: str
     correlation_id: str | None = None
+    traceparent: str | None = None  # W3C trace context of the request, kept in its events
 
 
 class IdempotentRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -133,6 +133,7 @@ def start_dispatch(n: Notification, *, provider: str, at: datetime) -> list[Noti
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         attempt=n.attempt + 1,
         channel=n.channel,
         provider=provider,
@@ -148,6 +149,7 @@ def resume_dispatch(n: Notification, *, provider: str, at: datetime) -> list[Not
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         attempt=n.attempt,
         channel=n.channel,
         provider=provider,
@@ -164,6 +166,7 @@ def record_sent(
             at=at,
             tenant_id=n.tenant_id,
             correlation_id=n.correlation_id,
+            traceparent=n.traceparent,
             attempt=n.attempt,
             provider=n.provider or "",
             provider_message_id=provider_message_id,
@@ -178,6 +181,7 @@ def record_failure(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         attempt=n.attempt,
         reason=without_addresses(n, reason),
         permanent=permanent,
@@ -194,6 +198,7 @@ def schedule_retry(n: Notification, *, retry_at: datetime, at: datetime) -> list
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         attempt=n.attempt + 1,
         retry_at=retry_at,
     )
@@ -207,6 +212,7 @@ def fall_back(n: Notification, *, at: datetime) -> list[NotificationEvent]:
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         from_channel=n.channel,
         to_channel=to_channel,
         to_recipient=n.fallback_recipients.get(to_channel),
@@ -219,6 +225,7 @@ def dead_letter(n: Notification, *, reason: str, at: datetime) -> list[Notificat
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         reason=without_addresses(n, reason),
     )
     return _decided(n, event)
@@ -234,6 +241,7 @@ def record_delivered(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         provider_event_id=provider_event_id,
     )
     return _decided(n, event)
@@ -248,6 +256,7 @@ def record_opened(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         provider_event_id=provider_event_id,
     )
     return _decided(n, event)
@@ -260,6 +269,7 @@ def record_bounced(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         reason=without_addresses(n, reason),
         provider_event_id=provider_event_id,
     )
@@ -282,6 +292,7 @@ def cancel(
         at=at,
         tenant_id=n.tenant_id,
         correlation_id=n.correlation_id,
+        traceparent=n.traceparent,
         cancelled_by=by,
         reason=reason,
     )

@@ -110,6 +110,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     last_failure_permanent: bool = False
     provider_message_id: str | None = None
     correlation_id: str | None = None
+    traceparent: str | None = None  # the trace of the request that asked for it
     version: int = 0  # the version of the stream's last event
     erased: bool = False
     restored: bool = False  # brought back from an archive: see AFTER_RESTORE
@@ -169,6 +170,7 @@ def evolve(n: Notification | None, event: DomainEvent, notification_id: UUID) ->
             fallback_recipients=dict(event.fallback_recipients),
             send_at=event.send_at,
             correlation_id=event.correlation_id,
+            traceparent=event.traceparent,
             version=1,
         )
     if not isinstance(event, NotificationEvent):
@@ -281,6 +283,7 @@ def _restored(notification_id: UUID, event: NotificationRestored) -> Notificatio
         last_error=held.last_error,
         provider_message_id=held.provider_message_id,
         correlation_id=event.correlation_id,
+        traceparent=event.traceparent,
         version=event.stream_version,
         restored=True,
     )

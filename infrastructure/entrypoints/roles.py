@@ -10,7 +10,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from infrastructure.log import get_logger
 from infrastructure.settings import (
@@ -19,6 +19,7 @@ from infrastructure.settings import (
     require_servers,
     require_signing_key,
 )
+from infrastructure.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
 
@@ -81,11 +82,18 @@ def serve_relay(settings: Settings) -> None:
         Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
 
 
-def _health(settings: Settings, role: str) -> contextlib.AbstractContextManager[None]:
-    """The role's /metrics and /health/* on HERALD_METRICS_PORT, while it runs."""
+@contextlib.contextmanager
+def _health(settings: Settings, role: str) -> Iterator[None]:
+    """While the role runs: its /metrics and /health/* on HERALD_METRICS_PORT, and its
+    spans exported to HERALD_OTLP_ENDPOINT (sent on the way out)."""
     from infrastructure.entrypoints.role_health import serving_health  # noqa: PLC0415
 
-    return serving_health(settings, role)
+    configure_tracing(settings, role)
+    try:
+        with serving_health(settings, role):
+            yield
+    finally:
+        shutdown_tracing()
 
 
 def _stop_on_signals() -> threading.Event:

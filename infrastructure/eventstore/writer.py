@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from opentelemetry.trace import Span
 from psycopg import sql
 
 from domain.events import DomainEvent
@@ -43,6 +44,7 @@ from infrastructure.log import get_logger
 from infrastructure.metrics import APPEND_CONFLICTS, APPEND_DURATION, COMMIT_UNITS
 from infrastructure.privacy.keyring import KeysNotCachedError, copy_rows
 from infrastructure.privacy.made_keys import KeyRow
+from infrastructure.tracing import shared_span, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -101,6 +103,7 @@ class _Unit:
     idempotency: Idempotency | None
     keys: set[bytes]  # ids of data keys sealing these rows that were made and maybe not stored
     done: asyncio.Future[list[int]] = field(repr=False)
+    span: Span | None = None  # the caller's wait for the commit, when traced
 
 
 class GroupCommitWriter:
@@ -148,7 +151,8 @@ class GroupCommitWriter:
             await asyncio.to_thread(self._codec.prepare_keys, pairs, bound)
             rows = self._rows(appends, bound, keys)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Unit(rows, idempotency, keys, done))
+        span = start_span("eventstore.append", parent=None) if tracing() else None
+        self._queue.put_nowait(_Unit(rows, idempotency, keys, done, span))
         try:
             return await done
         except ConcurrencyError:
@@ -156,6 +160,9 @@ class GroupCommitWriter:
             raise
         finally:
             APPEND_DURATION.observe(time.perf_counter() - queued)
+            if span is not None:
+                span.set_attribute("herald.events", len(rows))
+                span.end()
 
     def _rows(
         self, appends: Sequence[StreamAppend], bound: meta.EventMeta | None, keys: set[bytes]
@@ -182,7 +189,14 @@ class GroupCommitWriter:
                 await asyncio.sleep(self._linger_s)
                 self._drain(units)
             COMMIT_UNITS.observe(len(units))
-            await self._commit(units)
+            if tracing():  # in the first request's trace, linked both ways to every request's
+                waits = [unit.span for unit in units if unit.span is not None]
+                events = sum(len(unit.rows) for unit in units)
+                about = {"herald.units": len(units), "herald.events": events}
+                with shared_span("eventstore.group_commit", waits, about):
+                    await self._commit(units)
+            else:
+                await self._commit(units)
 
     def _drain(self, units: list[_Unit]) -> None:
         while len(units) < self._max_units and not self._queue.empty():

@@ -9,18 +9,21 @@ deduplicate by), `event_id` (`stream:version`), `tenant`, and `correlation_id` a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from opentelemetry.trace import SpanKind, StatusCode
 
 from domain.events import DomainEvent
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.sealer import clear_part
 from infrastructure.log import get_logger
+from infrastructure.tracing import start_span, tracing
 
 log = get_logger(__name__)
 
@@ -100,6 +103,57 @@ def header_values(message: Message) -> dict[str, str]:
         for name, value in pairs
         if value is not None
     }
+
+
+def message_attributes(topic: str, headers: Mapping[str, Any]) -> dict[str, str | int]:
+    """A traced message's span attributes, from its headers: ids and names, nothing personal."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+    }
+    for header, attribute in _TRACED_HEADERS:
+        value = headers.get(header)
+        if isinstance(value, str):
+            attributes[attribute] = value
+    event_id = headers.get("event_id")
+    if isinstance(event_id, str):
+        attributes["herald.notification_id"] = event_id.partition(":")[0]
+    return attributes
+
+
+@contextmanager
+def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
+    """While the messages are handled, when this process traces: a span per traced message
+    (one whose headers carry a `traceparent`), continuing its trace."""
+    if not tracing():
+        yield
+        return
+    spans = []
+    for message in messages:
+        values = header_values(message) if message.error() is None else {}
+        parent = values.get("traceparent")
+        if parent:
+            attributes = message_attributes(message.topic() or "", values)
+            spans.append(
+                start_span(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)
+            )
+    try:
+        yield
+    except BaseException as exc:
+        for span in spans:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+_TRACED_HEADERS = (
+    ("event_type", "herald.event"),
+    ("position", "herald.position"),
+    ("tenant", "herald.tenant"),
+    ("correlation_id", "herald.correlation_id"),
+)
 
 
 def header_position(message: Message) -> int:

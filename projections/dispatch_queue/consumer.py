@@ -27,6 +27,7 @@ from infrastructure.kafka.topics import (
 from infrastructure.kafka.wire import (
     Published,
     consumer_config,
+    consuming,
     decode_published,
     next_batch,
     producer_config,
@@ -80,7 +81,8 @@ class DispatchQueueProjection:
                 while not stop.is_set():
                     messages = next_batch(consumer, BATCH, timeout=POLL_S)
                     if messages:
-                        self._consume_batch(conn, consumer, producer, messages)
+                        with consuming("dispatch_queue.apply", messages):
+                            self._consume_batch(conn, consumer, producer, messages)
         except Exception:
             log.exception("dispatch consumer failed; stopping")
             stop.set()

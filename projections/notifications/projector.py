@@ -40,7 +40,7 @@ from infrastructure.eventstore.tracking import (
     stored_position,
 )
 from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
-from infrastructure.kafka.wire import consumer_config, decode_published
+from infrastructure.kafka.wire import consumer_config, consuming, decode_published
 from infrastructure.log import get_logger
 from infrastructure.metrics import PROJECTION_EVENTS
 from infrastructure.redis_keys import RedisKeys
@@ -129,7 +129,8 @@ class NotificationsProjector:
                     self._clock("consume", started, decoding)
                     self._clock("decode", decoding, time.perf_counter())
                     if items:
-                        self._apply(conn, live, items)
+                        with consuming("projector.apply", messages):
+                            self._apply(conn, live, items)
                         self.applied["kafka"] += len(items)
                         PROJECTION_EVENTS.labels("notifications").inc(len(items))
                         consumer.commit(asynchronous=True)

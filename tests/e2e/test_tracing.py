@@ -1,23 +1,15 @@
 """With HERALD_OTLP_ENDPOINT set, the api exports its spans over OTLP/HTTP to a receiver
-(here one inside the test, decoding the protocol's protobuf): a server span per request named
+(`tests/otlp_receiver.py`, decoding the protocol's protobuf): a server span per request named
 by its route, the database queries it made as its children, and nothing that names a person:
 no address from a path or query string, no client address or user agent."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from domain.identity.roles import Role
 from infrastructure.devstack.dev import role_spec
@@ -26,76 +18,15 @@ from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Settings
 from tests.e2e.conftest import AccountFactory
 from tests.kafka_helpers import eventually
+from tests.otlp_receiver import Receiver, Span, receiving
 
 ADDRESS = "traced.person@example.com"
 
 
-@dataclass
-class Span:
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-class Receiver(ThreadingHTTPServer):
-    spans: list[Span]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = ExportTraceServiceRequest.FromString(body)
-        for resource in request.resource_spans:
-            service = next(
-                (
-                    a.value.string_value
-                    for a in resource.resource.attributes
-                    if a.key == "service.name"
-                ),
-                "",
-            )
-            for scope in resource.scope_spans:
-                for span in scope.spans:
-                    self.server.spans.append(
-                        Span(
-                            service,
-                            span.name,
-                            span.trace_id.hex(),
-                            span.span_id.hex(),
-                            span.parent_span_id.hex(),
-                            {a.key: _value(a.value) for a in span.attributes},
-                        )
-                    )
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-def _value(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver(("127.0.0.1", 0), _Handler)
-    server.spans = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with receiving() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +36,7 @@ def traced_api(api_settings: Settings, receiver: Receiver) -> Iterator[str]:
     settings = msgspec.structs.replace(
         api_settings,
         http_port=port,
-        otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}",
+        otlp_endpoint=receiver.endpoint,
         trace_sample_ratio=1.0,
     )
     with Supervisor() as supervisor:
