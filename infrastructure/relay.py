@@ -48,7 +48,7 @@ from infrastructure.kafka.wire import (
 from infrastructure.log import get_logger
 from infrastructure.metrics import RELAY_PUBLISHED
 from infrastructure.settings import Settings
-from infrastructure.tracing import start_span, traceparent_of, tracing
+from infrastructure.tracing import sampled_parent, start_span, traceparent_of, tracing
 
 log = get_logger(__name__)
 
@@ -158,10 +158,11 @@ class Relay:
 
     def _traced(self, headers: Headers, delivery: _Delivery) -> Headers:
         """The message's headers with its publish span's `traceparent`, continuing the
-        trace its event was recorded in; as they were for an event recorded in none."""
+        sampled trace its event was recorded in; as they were otherwise."""
         values = dict(headers)
-        parent = values.get("traceparent")
-        if not isinstance(parent, str):
+        traceparent = values.get("traceparent")
+        parent = sampled_parent(traceparent) if isinstance(traceparent, str) else None
+        if parent is None:
             return headers
         span = start_span(
             "relay.publish",
@@ -170,7 +171,7 @@ class Relay:
             attributes=message_attributes(self._topic, values),
         )
         delivery.spans.append(span)
-        values["traceparent"] = traceparent_of(span.get_span_context()) or parent
+        values["traceparent"] = traceparent_of(span.get_span_context()) or traceparent
         return list(values.items())
 
     def _confirm(self, producer: Producer, delivery: _Delivery) -> None:

@@ -1,11 +1,15 @@
 """Traces, exported over OTLP/HTTP when HERALD_OTLP_ENDPOINT is set (off otherwise).
 
-Each process sets up one tracer provider, named for its role (`herald-api`, ...), sampling
-HERALD_TRACE_SAMPLE_RATIO of the traces that start in it and following the decision of any
-trace it continues. psycopg's and redis's own instrumentations add a span per query and
-command (redis records a command's name, never its arguments, which may hold cached
+Each process sets up one tracer provider, named for its role (`herald-api`, ...). The api
+samples HERALD_TRACE_SAMPLE_RATIO of the traces that start in it; every role follows the
+decision of a trace it continues (from event metadata or a Kafka header) and starts none of
+its own. Where a trace was not sampled, no span is made for it downstream.
+
+psycopg's, redis's, requests' and urllib's own instrumentations add a span per query, command
+and HTTP call (redis records a command's name, never its arguments, which may hold cached
 personal data); the api adds its HTTP spans with litestar's OpenTelemetry plugin
-(`web/tracing_plugin.py`). Spans carry no personal data: see docs/observability.md.
+(`web/tracing_plugin.py`); the helpers below make the rest by hand. Spans carry no personal
+data: see docs/observability.md.
 """
 
 from __future__ import annotations
@@ -45,11 +49,18 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased  # noqa: PLC0415
+    from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
+        ALWAYS_OFF,
+        ParentBased,
+        TraceIdRatioBased,
+    )
 
+    # Traces start in the api, sampled there; the other roles continue those (the queries
+    # of their own polling loops would otherwise each start a trace of one span).
+    starts = TraceIdRatioBased(settings.trace_sample_ratio) if role == "api" else ALWAYS_OFF
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"herald-{role}", "service.namespace": "herald"}),
-        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
+        sampler=ParentBased(starts),
     )
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
@@ -113,6 +124,13 @@ def remote_context(traceparent: str | None) -> SpanContext | None:
         return None
     context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
     return context if context.is_valid else None
+
+
+def sampled_parent(traceparent: str | None) -> SpanContext | None:
+    """The span context a `traceparent` names when its trace is sampled: a trace that is not
+    gets no span downstream (it would record nothing), and its header travels unchanged."""
+    context = remote_context(traceparent)
+    return context if context is not None and context.trace_flags.sampled else None
 
 
 def start_span(

@@ -46,7 +46,7 @@ from infrastructure.eventstore.writer import GroupCommitWriter, StoreUnavailable
 from infrastructure.log import get_logger
 from infrastructure.metrics import count_notification_events
 from infrastructure.providers.provider import Provider
-from infrastructure.tracing import impersonal_span, start_span, tracing
+from infrastructure.tracing import impersonal_span, sampled_parent, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -235,8 +235,9 @@ class Driver:
 
 def _attempt_span(n: Notification, provider: str) -> AbstractContextManager[Span]:
     """The attempt's span, in the trace of the request that asked for the notification;
-    a no-op span when this process does not trace."""
-    if not tracing():
+    a no-op span when this process does not trace or that trace is not sampled."""
+    parent = sampled_parent(n.traceparent) if tracing() else None
+    if parent is None:
         return impersonal_span(INVALID_SPAN)
     attributes = {
         "herald.tenant": n.tenant_id,
@@ -247,6 +248,4 @@ def _attempt_span(n: Notification, provider: str) -> AbstractContextManager[Span
     }
     if n.correlation_id:
         attributes["herald.correlation_id"] = n.correlation_id
-    return impersonal_span(
-        start_span("dispatch.attempt", parent=n.traceparent, attributes=attributes)
-    )
+    return impersonal_span(start_span("dispatch.attempt", parent=parent, attributes=attributes))

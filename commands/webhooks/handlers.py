@@ -16,7 +16,7 @@ from domain.notifications.notification import Notification
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.messagebus import Command, Handlers
-from infrastructure.tracing import start_span, tracing
+from infrastructure.tracing import sampled_parent, start_span, tracing
 
 
 class RecordProviderReport(Command[Accepted], frozen=True, kw_only=True):
@@ -35,7 +35,7 @@ async def record_provider_report(
     spans: list[Span] = []
 
     def decided(n: Notification) -> list[NotificationEvent]:
-        if tracing() and not spans:
+        if tracing() and not spans and sampled_parent(n.traceparent) is not None:
             spans.append(_report_span(n, cmd.report))
         return decide(n, cmd.report, at=datetime.now(UTC))
 

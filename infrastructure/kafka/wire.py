@@ -23,7 +23,7 @@ from domain.events import DomainEvent
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.sealer import clear_part
 from infrastructure.log import get_logger
-from infrastructure.tracing import start_span, tracing
+from infrastructure.tracing import sampled_parent, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -123,16 +123,16 @@ def message_attributes(topic: str, headers: Mapping[str, Any]) -> dict[str, str 
 
 @contextmanager
 def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
-    """While the messages are handled, when this process traces: a span per traced message
-    (one whose headers carry a `traceparent`), continuing its trace."""
+    """While the messages are handled, when this process traces: a span per message whose
+    `traceparent` header names a sampled trace, continuing it."""
     if not tracing():
         yield
         return
     spans = []
     for message in messages:
         values = header_values(message) if message.error() is None else {}
-        parent = values.get("traceparent")
-        if parent:
+        parent = sampled_parent(values.get("traceparent"))
+        if parent is not None:
             attributes = message_attributes(message.topic() or "", values)
             spans.append(
                 start_span(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)

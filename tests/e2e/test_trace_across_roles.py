@@ -88,6 +88,14 @@ def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> 
     )
     assert sent.status_code == 202, sent.text
     notification = sent.json()["id"]
+    # A caller's own trace that it did not sample: no role makes a span for it.
+    unsampled = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+    quiet = httpx.post(
+        f"{traced.api}/notifications",
+        json={"channel": "sms", "recipient": "+14155550100", "body": "Hello"},
+        headers={**traced.headers, "traceparent": unsampled},
+    )
+    assert quiet.status_code == 202, quiet.text
     spans = traced.receiver.spans
 
     def named(name: str, trace_id: str | None = None) -> list[Span]:
@@ -185,3 +193,13 @@ def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> 
         assert ADDRESS not in span.name
         for key, value in span.attributes.items():
             assert ADDRESS not in str(value), (span.service, span.name, key)
+
+    def delivered(notification_id: str) -> bool:
+        view = httpx.get(f"{traced.api}/notifications/{notification_id}", headers=traced.headers)
+        return view.status_code == 200 and view.json()["status"] == "delivered"
+
+    eventually(lambda: delivered(quiet.json()["id"]), 60, "the unsampled notification")
+    assert not [s for s in spans if s.trace_id == unsampled.split("-")[1]]
+    assert len(named("POST /notifications")) == 1
+    kafka_spans = [s for s in spans if "herald.event" in s.attributes]
+    assert {s.attributes["herald.notification_id"] for s in kafka_spans} == {notification}
