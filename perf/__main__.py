@@ -7,7 +7,19 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perf import archive, auth, command, dispatch, e2e, export, ingest, project, read, relay
+from perf import (
+    archive,
+    auth,
+    command,
+    dispatch,
+    e2e,
+    export,
+    ingest,
+    project,
+    read,
+    relay,
+    tracing,
+)
 from perf.harness import BenchmarkError, emit
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -21,6 +33,7 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "project": project.run,
     "read": read.run,
     "relay": relay.run,
+    "tracing": tracing.run,
 }
 
 

@@ -17,8 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from infrastructure.devstack import prepare_servers, start_servers
 from infrastructure.devstack.dev import with_dev_secrets
@@ -26,6 +30,7 @@ from infrastructure.devstack.servers import ProcessSpec, free_port, http_ok
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.log import configure_logging
 from infrastructure.settings import Settings, load_settings
+from infrastructure.settings.values import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +49,24 @@ def servers() -> Iterator[Settings]:
         settings = with_dev_secrets(start_servers(configured, supervisor, data_dir), data_dir)
         prepare_servers(settings)
         yield settings
+
+
+def on_new_database(settings: Settings, label: str) -> Settings:
+    """Settings for a new, migrated database on the same server, with topics of its own: a
+    second log that the first one's relay and projector never see."""
+    if settings.database_url is None:
+        raise BenchmarkError("no database server")
+    server = settings.database_url.reveal()
+    name = f"perf_{label}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    own = msgspec.structs.replace(
+        settings,
+        database_url=Secret(urlunsplit(urlsplit(server)._replace(path=f"/{name}"))),
+        namespace=f"{settings.namespace}-{label}",
+    )
+    prepare_servers(own)
+    return own
 
 
 @contextmanager

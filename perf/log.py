@@ -24,6 +24,7 @@ def requested(
     recipient: str,
     at: datetime,
     correlation_id: str | None = None,
+    traceparent: str | None = None,
 ) -> list[NotificationEvent]:
     """A plain request (normal priority, inline content, no schedule or fallback)."""
     return notifications.request(
@@ -38,6 +39,7 @@ def requested(
         idempotency_key=None,
         requested_by="perf",
         correlation_id=correlation_id,
+        traceparent=traceparent,
         at=at,
     )
 

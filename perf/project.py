@@ -16,18 +16,14 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
 import psycopg
 from confluent_kafka import Consumer
-from psycopg.conninfo import make_conninfo
 
 from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
 from domain.notifications.notification import Notification
 from domain.notifications.values import Channel
-from infrastructure.devstack import prepare_servers
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
@@ -36,8 +32,7 @@ from infrastructure.kafka.topics import notifications_topic
 from infrastructure.kafka.wire import consumer_config, header_values
 from infrastructure.relay import Relay
 from infrastructure.settings import Settings
-from infrastructure.settings.values import Secret
-from perf.harness import machine, servers
+from perf.harness import machine, on_new_database, servers
 from perf.log import append_rounds, requested
 from projections.notifications import rebuild
 from projections.notifications.projector import NotificationsProjector
@@ -48,9 +43,14 @@ STAGES = 4  # events per notification
 
 
 def _fill(
-    database_url: str, count: int, tenant: str | None = None, codec: EventCodec | None = None
+    database_url: str,
+    count: int,
+    tenant: str | None = None,
+    codec: EventCodec | None = None,
+    traceparent: Callable[[int], str | None] | None = None,
 ) -> int:
-    """`count` notifications, each requested, dispatched, sent and delivered; returns events."""
+    """`count` notifications, each requested, dispatched, sent and delivered; returns events.
+    `traceparent(i)` is the trace context the i-th was requested in (none by default)."""
     now = datetime.now(UTC)
     states: list[Notification] = []
     first: list[StreamAppend] = []
@@ -61,6 +61,7 @@ def _fill(
             channel=Channel.EMAIL,
             recipient=f"user{i % 5000}@example.com",
             at=now,
+            traceparent=traceparent(i) if traceparent else None,
         )
         states.append(notifications.evolve(None, events[0], stream))
         first.append(StreamAppend(stream, 0, events))
@@ -168,18 +169,8 @@ def _rebuild(settings: Settings) -> float:
 def _sealed_projector_rate(settings: Settings, count: int) -> float:
     """The projector's rate over the same log stored sealed, in a database and a namespace of
     its own: keys made by the writer, opened by the projector, recipients hashed for lookups."""
-    assert settings.database_url is not None  # noqa: S101 - servers() set it
-    server = settings.database_url.reveal()
-    name = f"perf_sealed_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    sealed = msgspec.structs.replace(
-        settings,
-        database_url=Secret(urlunsplit(urlsplit(server)._replace(path=f"/{name}"))),
-        namespace=f"{settings.namespace}-sealed",
-    )
-    prepare_servers(sealed)
-    assert sealed.database_url is not None  # noqa: S101 - set just above
+    sealed = on_new_database(settings, "sealed")
+    assert sealed.database_url is not None  # noqa: S101 - set by on_new_database
     codec = catalog.codec_for(sealed)
     events = _fill(sealed.database_url.reveal(), count, codec=codec)
     _publish(sealed, events, codec)

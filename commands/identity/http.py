@@ -33,9 +33,9 @@ from infrastructure.web.commands import Commands
 
 
 class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    tenant: str
     email: str
     password: str
+    tenant: str | None = None  # HERALD_DEFAULT_TENANT when left out, as the seed's login is
 
 
 class RefreshRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -97,6 +97,9 @@ class AuthCommands(Controller):
         status_code=HTTP_200_OK,
         operation_id="login",
         summary="Exchange an email and password for an access token and a refresh token.",
+        description="`tenant` names the tenant to sign in to; without it, the login goes to "
+        "HERALD_DEFAULT_TENANT (as the seed's login, which sends only email and password). "
+        "No other tenant is searched for the email.",
     )
     async def login(
         self,
@@ -107,10 +110,9 @@ class AuthCommands(Controller):
     ) -> TokenPair:
         await gate.limit(f"login:ip:{client_ip(request)}", gate.login)
         email = data.email.strip().lower()
-        await gate.limit(f"login:account:{data.tenant}:{email}", gate.login)
-        return await commands.handle(
-            LogIn(tenant_id=data.tenant, email=email, password=data.password)
-        )
+        tenant = gate.default_tenant if data.tenant is None else data.tenant
+        await gate.limit(f"login:account:{tenant}:{email}", gate.login)
+        return await commands.handle(LogIn(tenant_id=tenant, email=email, password=data.password))
 
     @post(
         "/refresh",

@@ -89,6 +89,7 @@ class AccessGate:
         self.authenticated = parse_tiers(settings.rate_limit_authenticated)
         self.login = parse_tiers(settings.rate_limit_login)
         self.webhooks = parse_tiers(settings.rate_limit_webhooks)
+        self.default_tenant = settings.default_tenant  # for a login that names no tenant
 
     async def authenticate(self, authorization: str | None) -> Principal | None:
         """The caller, None when no credentials were sent; 401 when they do not hold."""

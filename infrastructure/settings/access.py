@@ -84,6 +84,15 @@ class AccessSettings(ServiceSettings, frozen=True, kw_only=True):
         int,
         setting("Lifetime of a refresh token, in seconds.", "1209600", ge=300, le=31536000),
     ] = 1_209_600
+    default_tenant: Annotated[
+        str,
+        setting(
+            "The tenant a login that names none signs in to (the seed's login sends only"
+            " email and password); other tenants are never searched.",
+            "default",
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        ),
+    ] = "default"
     bcrypt_rounds: Annotated[
         int, setting("bcrypt cost factor for password hashes.", "12", ge=12, le=16)
     ] = 12

@@ -46,6 +46,26 @@ def test_register_then_login_then_me(api_url: str) -> None:
     assert me.json()["user"]["tenant"] == tenant
 
 
+def test_the_seeds_login_without_a_tenant_signs_in_to_the_default_tenant_only(
+    api_url: str,
+) -> None:
+    email = f"seed-{uuid.uuid4().hex[:8]}@example.com"
+    other_password = "another horse battery staple"
+    assert _register(api_url, tenant="default", email=email, password=PASSWORD).is_success
+    elsewhere = _fresh_tenant()
+    assert _register(api_url, tenant=elsewhere, email=email, password=other_password).is_success
+    # As the seed sends it: email and password only.
+    seed = httpx.post(f"{api_url}/auth/login", json={"email": email, "password": PASSWORD})
+    assert seed.status_code == 200, seed.text
+    assert _me(api_url, seed.json()["access_token"]).json()["user"]["tenant"] == "default"
+    # The other tenant's account is not searched for: its password does not sign in here.
+    other = httpx.post(f"{api_url}/auth/login", json={"email": email, "password": other_password})
+    assert other.status_code == 401
+    named = login(api_url, elsewhere, email, other_password)
+    assert named.status_code == 200
+    assert _me(api_url, named.json()["access_token"]).json()["user"]["tenant"] == elsewhere
+
+
 def test_one_email_registers_once_per_tenant(api_url: str) -> None:
     tenant = _fresh_tenant()
     assert _register(api_url, tenant=tenant, email="x@example.com", password=PASSWORD).is_success

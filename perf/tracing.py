@@ -1,0 +1,160 @@
+"""`python -m perf tracing`: what tracing costs on the two paths every notification takes, each
+measured with tracing off, at sampling 0.01 and at 1.0, in the same run, exporting to a local
+OTLP/HTTP receiver (`perf/otlp_sink.py`). Ratios are against tracing off; the target is a
+cost under 5 % (a ratio above 0.95) at 0.01.
+
+- **command**: `perf command`'s POST /notifications under wrk, 64 connections, against three
+  api processes (off, 0.01, 1.0) loaded in turn, round after round; the median of each.
+- **project**: `perf project`'s projector over a log of notifications requested, dispatched,
+  sent and delivered, published by the relay. Each variant has a log of its own as an api at
+  that sampling would have recorded it (no trace context when off; a sampled trace context
+  on one notification in a hundred, or on all), projected by a process of its own with
+  tracing set as the role would have it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+import msgspec
+
+from infrastructure.log import configure_logging
+from infrastructure.settings import Settings, load_settings
+from infrastructure.tracing import configure_tracing, shutdown_tracing
+from perf.command import BODY, CONNECTIONS
+from perf.harness import (
+    Load,
+    http_process,
+    machine,
+    median_load,
+    on_new_database,
+    sender_token,
+    servers,
+    wrk,
+)
+from perf.otlp_sink import Sink, sink
+from perf.project import _fill, _publish, projector_rate
+
+SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
+TARGET_RATIO_AT_0_01 = 0.95
+ROUNDS = 3
+
+
+def _traced(settings: Settings, ratio: float | None, receiver: Sink) -> Settings:
+    if ratio is None:
+        return msgspec.structs.replace(settings, otlp_endpoint=None)
+    return msgspec.structs.replace(
+        settings, otlp_endpoint=receiver.endpoint, trace_sample_ratio=ratio
+    )
+
+
+def _command(settings: Settings, receiver: Sink, seconds: int) -> dict[str, Any]:
+    bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
+    headers = {"Authorization": f"Bearer {sender_token(bench)}"}
+    with ExitStack() as stack:
+        urls = {
+            name: stack.enter_context(
+                http_process(_traced(bench, ratio, receiver), "perf.command_app:from_environment")
+            )
+            for name, ratio in SAMPLING.items()
+        }
+
+        def load(name: str) -> Load:
+            return wrk(
+                f"{urls[name]}/notifications",
+                seconds=seconds,
+                headers=headers,
+                post=BODY,
+                connections=CONNECTIONS,
+            )
+
+        for name in SAMPLING:
+            load(name)  # warm up the workers and the writer's connection
+        runs: dict[str, list[Load]] = {name: [] for name in SAMPLING}
+        for _ in range(ROUNDS):
+            for name in SAMPLING:
+                runs[name].append(load(name))
+    for loads in runs.values():
+        if any(run.non_2xx for run in loads):
+            raise RuntimeError("non-2xx answers during the run")
+    rates = {name: median_load(loads).requests_per_s for name, loads in runs.items()}
+    return {
+        "req_s": rates,
+        "p99_ms": {name: median_load(loads).p99_ms for name, loads in runs.items()},
+        "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
+        "spans_exported": receiver.spans(),
+    }
+
+
+def _traceparents(ratio: float | None) -> Callable[[int], str | None] | None:
+    """The trace context an api at this sampling would have recorded the i-th request in."""
+    if ratio is None:
+        return None
+    every = round(1 / ratio)
+
+    def traceparent(i: int) -> str:
+        flags = "01" if i % every == 0 else "00"
+        return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-{flags}"
+
+    return traceparent
+
+
+def _projector_rate_in_child(environ: dict[str, str], events: int) -> float:
+    """The projector's rate in a process of its own, traced as `herald serve projector` is."""
+    settings = load_settings(environ=environ, env_file=None)
+    configure_logging(msgspec.structs.replace(settings, log_level="warning"))
+    configure_tracing(settings, "projector")
+    try:
+        rate, _, _ = projector_rate(settings, events)
+    finally:
+        shutdown_tracing()
+    return rate
+
+
+def _project(settings: Settings, receiver: Sink, count: int) -> dict[str, Any]:
+    rates: dict[str, float] = {}
+    spans: dict[str, int] = {}
+    spawn = multiprocessing.get_context("spawn")
+    for name, ratio in SAMPLING.items():
+        own = _traced(on_new_database(settings, f"tracing{name.replace('.', '')}"), ratio, receiver)
+        assert own.database_url is not None  # noqa: S101 - set by on_new_database
+        events = _fill(own.database_url.reveal(), count, traceparent=_traceparents(ratio))
+        _publish(msgspec.structs.replace(own, otlp_endpoint=None), events)
+        before = receiver.spans()
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+            rates[name] = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
+        spans[name] = receiver.spans() - before
+    return {
+        "events_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
+        "spans_exported": spans,
+        "events_per_variant": count * 4,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    seconds = 3 if quick else 10
+    count = 25_000 if quick else 100_000  # notifications per variant's log; four events each
+    with servers() as settings, sink() as receiver:
+        command = _command(settings, receiver, seconds)
+        project = _project(settings, receiver, count)
+    worst = min(command["ratio"]["0.01"], project["ratio"]["0.01"])
+    return {
+        "scenario": "tracing",
+        "value": command["req_s"]["0.01"],
+        "unit": "req/s",
+        "baseline": command["req_s"]["off"],
+        "ratio": command["ratio"]["0.01"],
+        "command": command,
+        "project": project,
+        "worst_ratio_at_0_01": worst,
+        "target_ratio_at_0_01": TARGET_RATIO_AT_0_01,
+        "median_of": ROUNDS,
+        "seconds_per_run": seconds,
+        "machine": machine(),
+    }
