@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -47,6 +48,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture
 def fresh_database(stack: Settings) -> Iterator[str]:
     """A new, empty database on the stack's server, dropped afterwards."""
+    with new_database(stack) as url:
+        yield url
+
+
+@contextmanager
+def new_database(stack: Settings) -> Iterator[str]:
+    """The URL of a new, empty database on the stack's server, until the block ends."""
     assert stack.database_url is not None
     server = stack.database_url.reveal()
     name = f"test_{uuid.uuid4().hex[:12]}"

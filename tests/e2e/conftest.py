@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -17,12 +19,14 @@ from commands.identity.handlers import register_user
 from commands.identity.messages import RegisterUser
 from domain.identity.roles import Role
 from infrastructure.auth.passwords import PasswordHasher
-from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack import prepare_servers
+from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
 from infrastructure.settings import Settings
+from tests.conftest import on_own_database
 
 PASSWORD = "correct horse battery staple"
 
@@ -96,7 +100,12 @@ AccountFactory = Callable[..., Account]
 @pytest.fixture(scope="session")
 def account(api_url: str, event_store: EventStore, stack: Settings) -> AccountFactory:
     """Make a user with `roles` in `tenant` (straight into the event store) and log it in."""
-    hasher = PasswordHasher(stack.bcrypt_rounds)
+    return account_factory(api_url, event_store, stack.bcrypt_rounds)
+
+
+def account_factory(api_url: str, store: EventStore, bcrypt_rounds: int) -> AccountFactory:
+    """Accounts registered in `store`'s database, logged in through the api at `api_url`."""
+    hasher = PasswordHasher(bcrypt_rounds)
 
     def make(*roles: Role, tenant: str | None = None) -> Account:
         tenant = tenant or f"t-{uuid.uuid4().hex[:10]}"
@@ -105,10 +114,49 @@ def account(api_url: str, event_store: EventStore, stack: Settings) -> AccountFa
             RegisterUser(
                 tenant_id=tenant, email=email, password=PASSWORD, roles=roles or (Role.USER,)
             ),
-            store=event_store,
+            store=store,
             hasher=hasher,
         )
         tokens = login(api_url, tenant, email).raise_for_status().json()
         return Account(str(user.id), tenant, email, tokens["access_token"], tokens["refresh_token"])
 
     return make
+
+
+@dataclass
+class OwnStack:
+    """An api, relay and projector (and any other roles asked for) on a database, topics,
+    consumer groups and Redis keys of their own: for tests that kill processes or trace
+    them, whose effects must not reach the session's roles."""
+
+    settings: Settings
+    api_url: str
+    supervisor: Supervisor
+    account: AccountFactory
+
+
+@contextmanager
+def own_stack(base: Settings, database_url: str, *roles: str) -> Iterator[OwnStack]:
+    """`base` (the session's api settings, changed as the test needs) on `database_url`,
+    migrated, with the api, relay and projector running, then `roles`: each a role's name or
+    "simulator", with a suffix to run more than one ("dispatcher-1", "dispatcher-2")."""
+    port = free_port()
+    settings = msgspec.structs.replace(
+        on_own_database(base, database_url),
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    prepare_servers(settings)
+    store = EventStore(database_url, catalog.codec_for(settings), pool_size=1)
+    try:
+        with Supervisor() as supervisor:
+            for name in ("api", "relay", "projector", *roles):
+                role = name.split("-")[0]  # "dispatcher-2" is a second dispatcher
+                spec = (
+                    simulator_spec(settings) if role == "simulator" else role_spec(role, settings)
+                )
+                supervisor.start(dataclasses.replace(spec, name=name), ready_timeout=30)
+            accounts = account_factory(settings.public_url, store, settings.bcrypt_rounds)
+            yield OwnStack(settings, settings.public_url, supervisor, accounts)
+    finally:
+        store.close()

@@ -1,15 +1,15 @@
 """Delivery through the real SDKs: the simulator plays SendGrid, Twilio and FCM over HTTP.
 
-The module runs one simulator and two dispatchers (one consumer group, one queue) against
-the session's stack, API, relay and projector, so every test also shows that two
-dispatchers never both send one attempt. Each test sets the simulator's failure rates
-through its control API and reads outcomes the way users do: over the API, from the
-dead-letter topic, and from the simulator's own count of calls per dedupe key.
+The module runs one simulator and two dispatchers (one consumer group, one queue) with an
+api, relay and projector of its own, on its own database and topics (its tests kill
+dispatchers), so every test also shows that two dispatchers never both send one attempt.
+Each test sets the simulator's failure rates through its control API and reads outcomes the
+way users do: over the API, from the dead-letter topic, and from the simulator's own count
+of calls per dedupe key.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -25,13 +25,13 @@ import redis
 from confluent_kafka import Message
 
 from domain.identity.roles import Role
-from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.kafka.topics import dead_letter_topic
 from infrastructure.providers.protection import breaker_key
 from infrastructure.settings import Settings
-from tests.e2e.conftest import Account, AccountFactory
+from tests.conftest import new_database
+from tests.e2e.conftest import Account, AccountFactory, OwnStack, own_stack
 from tests.kafka_helpers import eventually, scan_topic
 
 CHANNELS = ("email", "sms", "push")
@@ -50,6 +50,7 @@ class Delivery:
     settings: Settings
     supervisor: Supervisor
     simulator: str
+    own: OwnStack
 
     def configure(self, **rates: float) -> None:
         config = {
@@ -85,7 +86,7 @@ class Delivery:
 
 
 @pytest.fixture(scope="module")
-def delivery(api_settings: Settings, api_url: str, projector: None) -> Iterator[Delivery]:
+def delivery(api_settings: Settings, stack: Settings) -> Iterator[Delivery]:
     settings = msgspec.structs.replace(
         api_settings,
         simulator_url=f"http://127.0.0.1:{free_port()}",
@@ -101,11 +102,26 @@ def delivery(api_settings: Settings, api_url: str, projector: None) -> Iterator[
     (templates / "order-shipped.toml").write_text(
         'subject = "Order $order shipped"\nbody = "Hello $name, order $order is on its way."\n'
     )
-    with Supervisor() as supervisor:
-        supervisor.start(simulator_spec(settings))
-        for name in DISPATCHERS:  # one consumer group: they share partitions and the queue
-            supervisor.start(dataclasses.replace(role_spec("dispatcher", settings), name=name))
-        yield Delivery(settings, supervisor, settings.simulator_url)
+    # One consumer group: the dispatchers share partitions and the queue. The group is the
+    # module's own, as is everything else: the embedded broker never drops the members of a
+    # killed dispatcher, and a group holding them hands a newcomer no partitions.
+    with (
+        new_database(stack) as database,
+        own_stack(settings, database, "simulator", *DISPATCHERS) as own,
+    ):
+        yield Delivery(own.settings, own.supervisor, settings.simulator_url, own)
+
+
+@pytest.fixture(scope="module")
+def api_url(delivery: Delivery) -> str:
+    """The module's own api."""
+    return delivery.own.api_url
+
+
+@pytest.fixture(scope="module")
+def account(delivery: Delivery) -> AccountFactory:
+    """Accounts of the module's own api."""
+    return delivery.own.account
 
 
 def _request(channel: str, index: int, **fields: Any) -> dict[str, Any]:
