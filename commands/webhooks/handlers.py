@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, StatusCode
 from psycopg_pool import AsyncConnectionPool
 
 from commands.notifications.handlers import decide_and_append
@@ -37,7 +37,10 @@ async def record_provider_report(
     def decided(n: Notification) -> list[NotificationEvent]:
         if tracing() and not spans and sampled_parent(n.traceparent) is not None:
             spans.append(_report_span(n, cmd.report))
-        return decide(n, cmd.report, at=datetime.now(UTC))
+        events = decide(n, cmd.report, at=datetime.now(UTC))
+        for span in spans:  # a report known already records nothing
+            span.set_attribute("herald.events", len(events))
+        return events
 
     try:
         return await decide_and_append(
@@ -48,6 +51,10 @@ async def record_provider_report(
             pool=pool,
             codec=codec,
         )
+    except Exception as exc:  # the report overtook its Sent event, or names no notification
+        for span in spans:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+        raise
     finally:
         for span in spans:
             span.end()

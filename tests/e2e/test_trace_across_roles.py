@@ -16,24 +16,16 @@ import httpx
 import msgspec
 import pytest
 
-from commands.identity.handlers import register_user
-from commands.identity.messages import RegisterUser
 from domain.identity.roles import Role
-from infrastructure.auth.passwords import PasswordHasher
-from infrastructure.devstack import prepare_servers
-from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
-from infrastructure.devstack.supervisor import Supervisor
-from infrastructure.eventstore import catalog
-from infrastructure.eventstore.store import EventStore
 from infrastructure.settings import Settings
-from tests.conftest import on_own_database
-from tests.e2e.conftest import PASSWORD, login
+from tests.e2e.conftest import own_stack
 from tests.kafka_helpers import eventually
 from tests.otlp_receiver import Receiver, Span, receiving
 
 ADDRESS = "followed.person@example.com"
 SPAN_KIND_CLIENT = 3  # OTLP's enum
+LIFE = {"NotificationRequested", "DispatchStarted", "NotificationSent", "NotificationDelivered"}
 
 
 @dataclass
@@ -45,38 +37,17 @@ class Traced:
 
 @pytest.fixture
 def traced(api_settings: Settings, fresh_database: str) -> Iterator[Traced]:
-    port = free_port()
     with receiving() as receiver:
         settings = msgspec.structs.replace(
-            on_own_database(api_settings, fresh_database),
-            http_port=port,
-            public_url=f"http://127.0.0.1:{port}",
+            api_settings,
             simulator_url=f"http://127.0.0.1:{free_port()}",
             simulator_webhook_delay_ms=10,
             otlp_endpoint=receiver.endpoint,
             trace_sample_ratio=1.0,
         )
-        prepare_servers(settings)
-        tenant, email = f"t-{uuid.uuid4().hex[:8]}", f"{uuid.uuid4().hex[:8]}@example.com"
-        store = EventStore(fresh_database, catalog.codec_for(settings), pool_size=1)
-        try:
-            sender = RegisterUser(
-                tenant_id=tenant, email=email, password=PASSWORD, roles=(Role.SENDER,)
-            )
-            register_user(
-                sender,
-                store=store,
-                hasher=PasswordHasher(settings.bcrypt_rounds),
-            )
-        finally:
-            store.close()
-        with Supervisor() as supervisor:
-            supervisor.start(simulator_spec(settings))
-            for role in ("api", "relay", "projector", "dispatcher"):
-                supervisor.start(role_spec(role, settings), ready_timeout=30)
-            api = settings.public_url
-            token = login(api, tenant, email).raise_for_status().json()["access_token"]
-            yield Traced(api, {"Authorization": f"Bearer {token}"}, receiver)
+        with own_stack(settings, fresh_database, "simulator", "dispatcher") as own:
+            sender = own.account(Role.SENDER)
+            yield Traced(own.api_url, sender.headers, receiver)
 
 
 def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> None:
@@ -114,9 +85,14 @@ def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> 
             for s in named("webhook.record_report", request.trace_id)
             if s.attributes.get("herald.outcome") == "delivered"
         ]
-        return bool(recorded) and all(
-            named(name, request.trace_id)
-            for name in ("relay.publish", "projector.apply", "dispatch_queue.apply")
+        published = {s.attributes.get("herald.event") for s in named("relay.publish")}
+        return (
+            bool(recorded)
+            and published >= LIFE
+            and all(
+                len(named(name, request.trace_id)) >= len(LIFE)
+                for name in ("projector.apply", "dispatch_queue.apply")
+            )
         )
 
     eventually(chain_complete, 90, "every role's spans of the notification")
@@ -144,8 +120,7 @@ def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> 
     publishes = {s.span_id: s for s in named("relay.publish", trace_id)}
     assert {s.service for s in publishes.values()} == {"herald-relay"}
     assert all(parent(s) is request for s in publishes.values())
-    events = {s.attributes["herald.event"] for s in publishes.values()}
-    assert {"NotificationRequested", "DispatchStarted", "NotificationSent"} <= events
+    assert {s.attributes["herald.event"] for s in publishes.values()} == LIFE
     for name, service in (
         ("projector.apply", "herald-projector"),
         ("dispatch_queue.apply", "herald-dispatcher"),
@@ -178,11 +153,12 @@ def test_one_trace_follows_a_notification_through_every_role(traced: Traced) -> 
     assert all(parent(s) is attempt for s in recorded)
 
     # The webhook: its own HTTP request starts a trace, linked from the recording's span.
-    (report,) = [
-        s
-        for s in named("webhook.record_report", trace_id)
-        if s.attributes["herald.outcome"] == "delivered"
-    ]
+    reports = named("webhook.record_report", trace_id)
+    # Webhooks come at least once, and may overtake the Sent event (refused, to be sent
+    # again): each try has its span; one records the delivery.
+    (report,) = [s for s in reports if s.attributes.get("herald.events", 0) > 0]
+    assert report.attributes["herald.outcome"] == "delivered"
+    assert all(parent(s) is request for s in reports)
     assert report.service == "herald-api"
     assert parent(report) is request
     assert report.links
