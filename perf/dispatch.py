@@ -1,6 +1,7 @@
 """`python -m perf dispatch`: notifications per second from Requested to Sent, through the
-dispatcher role and the official provider SDKs, against the notifications projector's rate
-over the same log in the same run; then the accept → Sent latency at half that rate.
+dispatcher role and the official provider SDKs, against the same SDK calls sent straight to
+the simulator with the same concurrency, in the same run; then the accept → Sent latency at
+half that rate.
 
 The api, relay, dispatcher and provider simulator run as processes, as `herald dev` runs
 them (PERF_DISPATCHERS=N runs N dispatchers in one consumer group). The simulator answers
@@ -11,9 +12,12 @@ not running while notifications are dispatched.
    in turn), so that nothing but the dispatcher limits the rate. The figure is the count
    divided by the time from the first DispatchStarted to the last NotificationSent, both
    read from the events themselves.
-2. Baseline. Once the delivery reports and push receipts are all in, the notifications
-   projector consumes the whole log from Kafka (requested, started, sent and delivered for
-   every notification) and its events per second become notifications per second.
+2. Baseline. Once the delivery reports and push receipts are all in, the same number of
+   messages (the channels in turn) go through the same provider adapters and SDKs straight
+   to the simulator, from as many threads as a dispatcher has, with its per-provider cap on
+   calls in flight (HERALD_PROVIDER_CONCURRENCY), and nothing recorded. For reference, the
+   notifications projector then consumes the whole log from Kafka; its events per second
+   become notifications per second.
 3. Latency. wrk posts commands at about half the measured throughput, one channel after
    another. For every notification it created, the latency runs from its Requested event
    (stamped while the api handles the command, just before the 202) to its Sent event
@@ -26,9 +30,11 @@ import asyncio
 import os
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,9 +56,11 @@ from infrastructure.eventstore import catalog
 from infrastructure.eventstore.reader import load_streams
 from infrastructure.eventstore.tracking import RELAY, stored_position
 from infrastructure.eventstore.writer import StreamAppend
+from infrastructure.providers.provider import OutboundMessage
+from infrastructure.providers.registry import build_providers
 from infrastructure.settings import Settings
 from perf.harness import BenchmarkError, machine, percentile, servers, token_for, wrk
-from perf.log import append_rounds, requested
+from perf.log import CONTENT, append_rounds, requested
 from perf.project import projector_rate
 
 CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PUSH)
@@ -192,6 +200,39 @@ def _paced_script(directory: Path, pause_ms: float) -> Path:
     return script
 
 
+def _raw_sdk_rate(settings: Settings, count: int) -> float:
+    """Messages per second through the provider adapters alone, as concurrent as a
+    dispatcher's calls: its thread count, and its cap per provider."""
+    providers = build_providers(settings)
+    caps = settings.concurrency_per_provider
+    slots = {p.name: threading.BoundedSemaphore(caps[p.name]) for p in providers.values()}
+    messages = [
+        OutboundMessage(
+            notification_id=uuid.uuid4(),
+            attempt=1,
+            tenant_id=TENANT,
+            channel=CHANNELS[i % len(CHANNELS)],
+            recipient=_recipient(CHANNELS[i % len(CHANNELS)], i),
+            subject=CONTENT.subject,
+            body=CONTENT.body or "",
+        )
+        for i in range(count)
+    ]
+
+    def send(message: OutboundMessage) -> str:
+        provider = providers[message.channel]
+        with slots[provider.name]:
+            return provider.send(message)
+
+    with ThreadPoolExecutor(max_workers=sum(caps.values())) as pool:
+        started = time.perf_counter()
+        sent = list(pool.map(send, messages))
+        took = time.perf_counter() - started
+    if len(sent) != count:
+        raise BenchmarkError("the raw SDK baseline lost messages")
+    return count / took
+
+
 @contextmanager
 def _roles(settings: Settings, logs: Path, dispatchers: int) -> Iterator[Supervisor]:
     """The simulator, api, relay and dispatchers as processes, each logging to `logs`."""
@@ -246,9 +287,10 @@ def run(quick: bool) -> dict[str, Any]:
             _wait_for_sent(conn, ids, supervisor)
             rate, took_s = _dispatch_rate(database_url, ids)
             _wait_for_webhooks(settings.simulator_url)  # the baseline runs on a quiet machine
+            baseline = _raw_sdk_rate(settings, count)
+            _wait_for_webhooks(settings.simulator_url)
             events = _wait_for_relay(conn)
             projected, _, _ = projector_rate(settings, events)
-            baseline = projected * count / events
 
             # Latency at half the throughput: wrk paces CONNECTIONS connections.
             target = rate / 2
@@ -284,7 +326,9 @@ def run(quick: bool) -> dict[str, Any]:
         "notifications": count,
         "dispatchers": dispatchers,
         "dispatch_s": round(took_s, 2),
+        "raw_sdk_calls_per_s": round(baseline, 1),
         "projector_events_per_s": round(projected, 1),
+        "projector_notifications_per_s": round(projected * count / events, 1),
         "events_per_notification": round(events / count, 2),
         "paced_target_per_s": round(target, 1),
         "paced_commands_per_s": load.requests_per_s,

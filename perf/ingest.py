@@ -1,5 +1,6 @@
 """`python -m perf ingest`: notifications per second accepted through POST /notifications/batch,
-1,000 per request, against a raw binary COPY of the same rows into a bare table, same run."""
+1,000 per request, against a raw binary COPY of the same rows into a bare table, and into a
+table shaped like stored_events (its primary key and position index), in the same run."""
 
 from __future__ import annotations
 
@@ -76,19 +77,38 @@ def _prepare(body: bytes) -> tuple[list[StreamAppend], list[tuple[uuid.UUID, int
     return plan.appends, rows
 
 
-def _raw_copy(database_url: str, rows: list[tuple[uuid.UUID, int, str, bytes]]) -> float:
+_BARE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS perf_raw_copy (originator_id uuid, originator_version bigint,"
+    " topic text, state bytea)"
+)
+# stored_events' own shape: its primary key, its unique position index (from a sequence of
+# its own here) and its defaults, so that the COPY pays for what every append pays for.
+_INDEXED_TABLE = (
+    "CREATE TABLE IF NOT EXISTS perf_indexed_copy (LIKE stored_events INCLUDING ALL);"
+    " CREATE SEQUENCE IF NOT EXISTS perf_indexed_copy_position;"
+    " ALTER TABLE perf_indexed_copy ALTER COLUMN notification_id"
+    " SET DEFAULT nextval('perf_indexed_copy_position')"
+)
+
+
+def _raw_copy(
+    database_url: str, rows: list[tuple[uuid.UUID, int, str, bytes]], *, indexed: bool
+) -> float:
+    """COPY of the same rows, 5,000 per transaction: into a bare table, or an `indexed` one
+    shaped like stored_events."""
+    table = "perf_indexed_copy" if indexed else "perf_raw_copy"
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS perf_raw_copy (originator_id uuid, originator_version"
-            " bigint, topic text, state bytea)"
-        )
-        conn.execute("TRUNCATE perf_raw_copy")
+        conn.execute(_INDEXED_TABLE if indexed else _BARE_TABLE)
+        conn.execute(f"TRUNCATE {table}")
         conn.commit()
         started = time.perf_counter()
         for start in range(0, len(rows), COPY_ROWS_PER_TRANSACTION):
             with (
                 conn.cursor() as cursor,
-                cursor.copy("COPY perf_raw_copy FROM STDIN (FORMAT BINARY)") as copy,
+                cursor.copy(
+                    f"COPY {table} (originator_id, originator_version, topic, state)"
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as copy,
             ):
                 copy.set_types(["uuid", "int8", "text", "bytea"])
                 for row in rows[start : start + COPY_ROWS_PER_TRANSACTION]:
@@ -177,16 +197,20 @@ def run(quick: bool) -> dict[str, Any]:
         appends = [a for batch_appends, _ in prepared for a in batch_appends]
         rows = [r for _, batch_rows in prepared for r in batch_rows]
         store_elapsed = _through_writer(database_url, appends)
-        copy_elapsed = _raw_copy(database_url, rows)
+        copy_elapsed = _raw_copy(database_url, rows, indexed=False)
+        indexed_elapsed = _raw_copy(database_url, rows, indexed=True)
     accepted = requests * PER_REQUEST
     rate = accepted / elapsed
     copy_rate = len(rows) / copy_elapsed
+    indexed_rate = len(rows) / indexed_elapsed
     return {
         "scenario": "ingest",
         "value": round(rate, 1),
         "unit": "notifications/s",
         "baseline": round(copy_rate, 1),
         "ratio": round(rate / copy_rate, 3),
+        "indexed_copy_per_s": round(indexed_rate, 1),
+        "ratio_vs_indexed_copy": round(rate / indexed_rate, 3),
         "notifications": accepted,
         "per_request": PER_REQUEST,
         # Sealing personal data (docs/privacy.md), against the same app storing it as it is:
@@ -204,6 +228,7 @@ def run(quick: bool) -> dict[str, Any]:
             "decode_validate_encode": round(prepare_elapsed / accepted * 1e6, 2),
             "group_commit_writer": round(store_elapsed / len(rows) * 1e6, 2),
             "raw_copy_bare_table": round(copy_elapsed / len(rows) * 1e6, 2),
+            "raw_copy_indexed_table": round(indexed_elapsed / len(rows) * 1e6, 2),
             "http_end_to_end": round(elapsed / accepted * 1e6, 2),
         },
         "in_flight": IN_FLIGHT,

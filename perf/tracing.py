@@ -1,7 +1,7 @@
-"""`python -m perf tracing`: what tracing costs on the two paths every notification takes, each
-measured with tracing off, at sampling 0.01 and at 1.0, in the same run, exporting to a local
-OTLP/HTTP receiver (`perf/otlp_sink.py`). Ratios are against tracing off; the target is a
-cost under 5 % (a ratio above 0.95) at 0.01.
+"""`python -m perf tracing`: what tracing costs on the two paths every notification takes,
+each measured with tracing off, at sampling 0.01 and at 1.0, in the same run, exporting to a
+local OTLP/HTTP receiver (`infrastructure/devstack/otlp_receiver.py`). Ratios are against
+tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
 
 - **command**: `perf command`'s POST /notifications under wrk, 64 connections, against three
   api processes (off, 0.01, 1.0) loaded in turn, round after round; the median of each.
@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from infrastructure.devstack.otlp_receiver import Receiver, receiving
 from infrastructure.log import configure_logging
 from infrastructure.settings import Settings, load_settings
 from infrastructure.tracing import configure_tracing, shutdown_tracing
@@ -37,7 +38,6 @@ from perf.harness import (
     servers,
     wrk,
 )
-from perf.otlp_sink import Sink, sink
 from perf.project import _fill, _publish, projector_rate
 
 SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
@@ -45,7 +45,7 @@ TARGET_RATIO_AT_0_01 = 0.95
 ROUNDS = 3
 
 
-def _traced(settings: Settings, ratio: float | None, receiver: Sink) -> Settings:
+def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Settings:
     if ratio is None:
         return msgspec.structs.replace(settings, otlp_endpoint=None)
     return msgspec.structs.replace(
@@ -53,7 +53,7 @@ def _traced(settings: Settings, ratio: float | None, receiver: Sink) -> Settings
     )
 
 
-def _command(settings: Settings, receiver: Sink, seconds: int) -> dict[str, Any]:
+def _command(settings: Settings, receiver: Receiver, seconds: int) -> dict[str, Any]:
     bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
     headers = {"Authorization": f"Bearer {sender_token(bench)}"}
     with ExitStack() as stack:
@@ -87,7 +87,7 @@ def _command(settings: Settings, receiver: Sink, seconds: int) -> dict[str, Any]
         "req_s": rates,
         "p99_ms": {name: median_load(loads).p99_ms for name, loads in runs.items()},
         "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
-        "spans_exported": receiver.spans(),
+        "spans_exported": len(receiver.spans),
     }
 
 
@@ -116,7 +116,7 @@ def _projector_rate_in_child(environ: dict[str, str], events: int) -> float:
     return rate
 
 
-def _project(settings: Settings, receiver: Sink, count: int) -> dict[str, Any]:
+def _project(settings: Settings, receiver: Receiver, count: int) -> dict[str, Any]:
     rates: dict[str, float] = {}
     spans: dict[str, int] = {}
     spawn = multiprocessing.get_context("spawn")
@@ -125,10 +125,10 @@ def _project(settings: Settings, receiver: Sink, count: int) -> dict[str, Any]:
         assert own.database_url is not None  # noqa: S101 - set by on_new_database
         events = _fill(own.database_url.reveal(), count, traceparent=_traceparents(ratio))
         _publish(msgspec.structs.replace(own, otlp_endpoint=None), events)
-        before = receiver.spans()
+        before = len(receiver.spans)
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
             rates[name] = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
-        spans[name] = receiver.spans() - before
+        spans[name] = len(receiver.spans) - before
     return {
         "events_per_s": {name: round(rate, 1) for name, rate in rates.items()},
         "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
@@ -140,7 +140,7 @@ def _project(settings: Settings, receiver: Sink, count: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     seconds = 3 if quick else 10
     count = 25_000 if quick else 100_000  # notifications per variant's log; four events each
-    with servers() as settings, sink() as receiver:
+    with servers() as settings, receiving() as receiver:
         command = _command(settings, receiver, seconds)
         project = _project(settings, receiver, count)
     worst = min(command["ratio"]["0.01"], project["ratio"]["0.01"])

@@ -1,7 +1,8 @@
 """With HERALD_OTLP_ENDPOINT set, the api exports its spans over OTLP/HTTP to a receiver
-(`tests/otlp_receiver.py`, decoding the protocol's protobuf): a server span per request named
-by its route, the database queries it made as its children, and nothing that names a person:
-no address from a path or query string, no client address or user agent."""
+(`infrastructure/devstack/otlp_receiver.py`, decoding the protocol's protobuf): a server span
+per request named by its route, the database queries it made as its children, and nothing
+that names a person: no address from a path or query string, no client address or user
+agent."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pytest
 
 from domain.identity.roles import Role
 from infrastructure.devstack.dev import role_spec
+from infrastructure.devstack.otlp_receiver import Receiver, Span, receiving
 from infrastructure.devstack.servers import free_port
 from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Settings
 from tests.e2e.conftest import AccountFactory
 from tests.kafka_helpers import eventually
-from tests.otlp_receiver import Receiver, Span, receiving
 
 ADDRESS = "traced.person@example.com"
 
