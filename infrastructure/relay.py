@@ -159,11 +159,11 @@ class Relay:
     def _traced(self, headers: Headers, delivery: _Delivery) -> Headers:
         """The message's headers with its publish span's `traceparent`, continuing the
         sampled trace its event was recorded in; as they were otherwise."""
-        values = dict(headers)
-        traceparent = values.get("traceparent")
+        traceparent = next((v for k, v in headers if k == "traceparent"), None)
         parent = sampled_parent(traceparent) if isinstance(traceparent, str) else None
         if parent is None:
             return headers
+        values = dict(headers)
         span = start_span(
             "relay.publish",
             parent=parent,

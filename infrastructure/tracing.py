@@ -1,9 +1,11 @@
 """Traces, exported over OTLP/HTTP when HERALD_OTLP_ENDPOINT is set (off otherwise).
 
-Each process sets up one tracer provider, named for its role (`herald-api`, ...). The api
-samples HERALD_TRACE_SAMPLE_RATIO of the traces that start in it; every role follows the
-decision of a trace it continues (from event metadata or a Kafka header) and starts none of
-its own. Where a trace was not sampled, no span is made for it downstream.
+Each process sets up one tracer provider, named for its role (`herald-api`, ...). Traces
+start at the api's requests: HERALD_TRACE_SAMPLE_RATIO of them, chosen before any span is
+made (a request not chosen runs with instrumentation suppressed, and costs next to nothing),
+or as the caller's `traceparent` says. Every role follows the decision of a trace it
+continues (from event metadata or a Kafka header) and starts none of its own; where a trace
+was not sampled, no span is made for it downstream.
 
 psycopg's, redis's, requests' and urllib's own instrumentations add a span per query, command
 and HTTP call (redis records a command's name, never its arguments, which may hold cached
@@ -14,18 +16,34 @@ data: see docs/observability.md.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import (
+    is_instrumentation_enabled,
+    suppress_instrumentation,
+)
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+from opentelemetry.util.types import Attributes
 from structlog.typing import EventDict
 
 from infrastructure.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 _configured: TracerProvider | None = None
 
@@ -49,15 +67,12 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
-        ALWAYS_OFF,
-        ParentBased,
-        TraceIdRatioBased,
-    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased  # noqa: PLC0415
 
-    # Traces start in the api, sampled there; the other roles continue those (the queries
-    # of their own polling loops would otherwise each start a trace of one span).
-    starts = TraceIdRatioBased(settings.trace_sample_ratio) if role == "api" else ALWAYS_OFF
+    # Traces start at the api's requests, chosen there (`chosen_for_tracing`); the other
+    # roles continue those. Queries outside any request, and every span of a role's own
+    # polling loops, would otherwise each start a trace of their own.
+    starts = _traces_start_at_requests() if role == "api" else ALWAYS_OFF
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"herald-{role}", "service.namespace": "herald"}),
         sampler=ParentBased(starts),
@@ -65,12 +80,14 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
-    PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
-    RedisInstrumentor().instrument(tracer_provider=provider)
-    # The HTTP libraries the providers' SDKs call through: SendGrid's client uses urllib,
-    # Twilio's and Firebase's use requests.
-    RequestsInstrumentor().instrument(tracer_provider=provider)
-    URLLibInstrumentor().instrument(tracer_provider=provider)
+    if role in QUERIES_IN_SPANS:
+        PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+        RedisInstrumentor().instrument(tracer_provider=provider)
+    if role == "dispatcher":
+        # The HTTP libraries the providers' SDKs call through: SendGrid's client uses
+        # urllib, Twilio's and Firebase's use requests.
+        RequestsInstrumentor().instrument(tracer_provider=provider)
+        URLLibInstrumentor().instrument(tracer_provider=provider)
     _configured = provider
     return provider
 
@@ -90,9 +107,67 @@ def add_trace_ids(_logger: Any, _method: str, event: EventDict) -> EventDict:
     return event
 
 
+# The roles whose queries run inside spans (a request's, an attempt's). The relay's and the
+# projector's run in polling loops that no span covers: instrumenting them would only cost.
+QUERIES_IN_SPANS = frozenset({"api", "dispatcher"})
+
+
+def _traces_start_at_requests() -> Sampler:
+    """For spans without a parent: a request's server span is sampled (`chosen_for_tracing`
+    chose its request before any span was made), and any other span dropped."""
+    from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
+        Decision,
+        Sampler,
+        SamplingResult,
+    )
+
+    class TracesStartAtRequests(Sampler):
+        def should_sample(  # noqa: PLR0917 - the Sampler interface
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Attributes = None,
+            links: Sequence[Link] | None = None,
+            trace_state: TraceState | None = None,
+        ) -> SamplingResult:
+            if kind is SpanKind.SERVER:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+            return SamplingResult(Decision.DROP, None, trace_state)
+
+        def get_description(self) -> str:
+            return "TracesStartAtRequests"
+
+    return TracesStartAtRequests()
+
+
 def tracing() -> bool:
-    """Whether this process exports spans; hand-written spans are skipped when it does not."""
-    return _configured is not None
+    """Whether this process exports spans here: not when tracing is off, nor inside a request
+    not chosen for tracing. Hand-written spans are skipped when it does not."""
+    return _configured is not None and is_instrumentation_enabled()
+
+
+def in_recorded_span() -> bool:
+    """Whether work done here would be recorded: inside a sampled span of a traced process.
+    A child span is worth making only then."""
+    return _configured is not None and trace.get_current_span().is_recording()
+
+
+def chosen_for_tracing(traceparent: bytes | None, ratio: float, rng: random.Random) -> bool:
+    """Whether to trace a request: as its caller's trace says when it names one, else
+    `ratio` of them. Decided before any span is made, so the others cost nothing."""
+    if traceparent is not None:
+        context = remote_context(traceparent.decode("latin-1"))
+        return context is not None and context.trace_flags.sampled
+    return rng.random() < ratio
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No spans within: no instrumentation's, no hand-written one."""
+    with suppress_instrumentation():
+        yield
 
 
 def tracer() -> trace.Tracer:

@@ -7,14 +7,15 @@ tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
   api processes (off, 0.01, 1.0) loaded in turn, round after round; the median of each.
 - **project**: `perf project`'s projector over a log of notifications requested, dispatched,
   sent and delivered, published by the relay. Each variant has a log of its own as an api at
-  that sampling would have recorded it (no trace context when off; a sampled trace context
-  on one notification in a hundred, or on all), projected by a process of its own with
-  tracing set as the role would have it.
+  that sampling would have recorded it (a sampled trace context on one notification in a
+  hundred, or on all; none when off), projected by a process of its own with tracing set as
+  the role would have it. Tracing off runs first and last; the baseline is their mean.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import statistics
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -92,14 +93,16 @@ def _command(settings: Settings, receiver: Receiver, seconds: int) -> dict[str, 
 
 
 def _traceparents(ratio: float | None) -> Callable[[int], str | None] | None:
-    """The trace context an api at this sampling would have recorded the i-th request in."""
+    """The trace context an api at this sampling would have recorded the i-th request in:
+    a sampled one for the requests it chose, none for the others (they ran untraced)."""
     if ratio is None:
         return None
     every = round(1 / ratio)
 
-    def traceparent(i: int) -> str:
-        flags = "01" if i % every == 0 else "00"
-        return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-{flags}"
+    def traceparent(i: int) -> str | None:
+        if i % every:
+            return None
+        return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
 
     return traceparent
 
@@ -117,21 +120,28 @@ def _projector_rate_in_child(environ: dict[str, str], events: int) -> float:
 
 
 def _project(settings: Settings, receiver: Receiver, count: int) -> dict[str, Any]:
-    rates: dict[str, float] = {}
-    spans: dict[str, int] = {}
+    # Tracing off first and last: the mean of the two is the baseline, so that a machine
+    # that speeds up or slows down over the run favours no variant.
+    order = ["off", "0.01", "1.0", "off"]
+    rates: dict[str, list[float]] = {name: [] for name in SAMPLING}
+    spans: dict[str, int] = dict.fromkeys(SAMPLING, 0)
     spawn = multiprocessing.get_context("spawn")
-    for name, ratio in SAMPLING.items():
-        own = _traced(on_new_database(settings, f"tracing{name.replace('.', '')}"), ratio, receiver)
+    for run, name in enumerate(order):
+        ratio = SAMPLING[name]
+        label = f"tracing{run}"
+        own = _traced(on_new_database(settings, label), ratio, receiver)
         assert own.database_url is not None  # noqa: S101 - set by on_new_database
         events = _fill(own.database_url.reveal(), count, traceparent=_traceparents(ratio))
         _publish(msgspec.structs.replace(own, otlp_endpoint=None), events)
         before = len(receiver.spans)
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            rates[name] = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
-        spans[name] = len(receiver.spans) - before
+            rate = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
+        rates[name].append(rate)
+        spans[name] += len(receiver.spans) - before
+    mean = {name: statistics.fmean(values) for name, values in rates.items()}
     return {
-        "events_per_s": {name: round(rate, 1) for name, rate in rates.items()},
-        "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
+        "events_per_s": {name: [round(r, 1) for r in values] for name, values in rates.items()},
+        "ratio": {name: round(mean[name] / mean["off"], 3) for name in SAMPLING if name != "off"},
         "spans_exported": spans,
         "events_per_variant": count * 4,
     }

@@ -42,7 +42,7 @@ from infrastructure.eventstore.codec import EventCodec
 from infrastructure.log import configure_logging
 from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
-from infrastructure.tracing import configure_tracing
+from infrastructure.tracing import configure_tracing, tracing
 from infrastructure.web.commands import provide_commands
 from infrastructure.web.forwarded import TrustedProxies
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
@@ -192,7 +192,12 @@ def asgi_app(
 ) -> ASGIApp:
     """The app as servers run it: inside the request-context middleware."""
     proxies = TrustedProxies(settings.trusted_proxy_networks)
-    return RequestContextMiddleware(create_app(settings, extra_handlers, codec), proxies)
+    app: ASGIApp = create_app(settings, extra_handlers, codec)
+    if tracing():  # create_app set it up, HERALD_OTLP_ENDPOINT being set
+        from infrastructure.web.tracing_plugin import EntrySampling  # noqa: PLC0415
+
+        app = EntrySampling(app, settings.trace_sample_ratio)
+    return RequestContextMiddleware(app, proxies)
 
 
 def from_environment() -> ASGIApp:

@@ -44,7 +44,7 @@ from infrastructure.log import get_logger
 from infrastructure.metrics import APPEND_CONFLICTS, APPEND_DURATION, COMMIT_UNITS
 from infrastructure.privacy.keyring import KeysNotCachedError, copy_rows
 from infrastructure.privacy.made_keys import KeyRow
-from infrastructure.tracing import shared_span, start_span, tracing
+from infrastructure.tracing import in_recorded_span, shared_span, start_span
 
 log = get_logger(__name__)
 
@@ -151,7 +151,7 @@ class GroupCommitWriter:
             await asyncio.to_thread(self._codec.prepare_keys, pairs, bound)
             rows = self._rows(appends, bound, keys)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        span = start_span("eventstore.append", parent=None) if tracing() else None
+        span = start_span("eventstore.append", parent=None) if in_recorded_span() else None
         self._queue.put_nowait(_Unit(rows, idempotency, keys, done, span))
         try:
             return await done
@@ -189,8 +189,8 @@ class GroupCommitWriter:
                 await asyncio.sleep(self._linger_s)
                 self._drain(units)
             COMMIT_UNITS.observe(len(units))
-            if tracing():  # in the first request's trace, linked both ways to every request's
-                waits = [unit.span for unit in units if unit.span is not None]
+            waits = [unit.span for unit in units if unit.span is not None]
+            if waits:  # in the first traced request's trace, linked both ways to each one's
                 events = sum(len(unit.rows) for unit in units)
                 about = {"herald.units": len(units), "herald.events": events}
                 with shared_span("eventstore.group_commit", waits, about):

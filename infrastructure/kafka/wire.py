@@ -105,6 +105,14 @@ def header_values(message: Message) -> dict[str, str]:
     }
 
 
+def _traceparent(message: Message) -> str | None:
+    raw = message.headers() or []
+    for name, value in raw.items() if isinstance(raw, dict) else raw:
+        if name == "traceparent" and value is not None:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return None
+
+
 def message_attributes(topic: str, headers: Mapping[str, Any]) -> dict[str, str | int]:
     """A traced message's span attributes, from its headers: ids and names, nothing personal."""
     attributes: dict[str, str | int] = {
@@ -130,10 +138,9 @@ def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
         return
     spans = []
     for message in messages:
-        values = header_values(message) if message.error() is None else {}
-        parent = sampled_parent(values.get("traceparent"))
+        parent = sampled_parent(_traceparent(message)) if message.error() is None else None
         if parent is not None:
-            attributes = message_attributes(message.topic() or "", values)
+            attributes = message_attributes(message.topic() or "", header_values(message))
             spans.append(
                 start_span(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)
             )

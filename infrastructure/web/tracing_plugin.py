@@ -12,11 +12,15 @@ traced.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
+from litestar.enums import ScopeType
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from litestar.types import Scope
+from litestar.types import ASGIApp, Receive, Scope, Send
 from opentelemetry.trace import Span
+
+from infrastructure.tracing import chosen_for_tracing, untraced
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -79,3 +83,31 @@ def tracing_plugin(provider: TracerProvider) -> OpenTelemetryPlugin:
             exclude_spans=["receive", "send"],
         )
     )
+
+
+class EntrySampling:
+    """Which requests are traced, decided as each arrives and before any span is made:
+    HERALD_TRACE_SAMPLE_RATIO of them, or as the caller's own `traceparent` says. A request
+    not chosen runs with every instrumentation suppressed, so at a low ratio tracing costs
+    almost nothing on the requests it leaves out."""
+
+    def __init__(self, app: ASGIApp, ratio: float) -> None:
+        self.app = app
+        self.ratio = ratio
+        self.rng = random.Random()  # noqa: S311 - sampling, not secrecy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or chosen_for_tracing(
+            _header(scope, b"traceparent"), self.ratio, self.rng
+        ):
+            await self.app(scope, receive, send)
+            return
+        with untraced():
+            await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
