@@ -56,9 +56,7 @@ def roles(
     api_settings: Settings, api_url: str, projector: None, account: AccountFactory
 ) -> Iterator[Stack]:
     """A simulator, a dispatcher and a scheduler that polls for erasures every half second;
-    ready once the dispatcher has sent a first notification (after another module's
-    dispatchers were killed, the embedded broker may not hand this one the partitions, and
-    then the dispatcher's sweep brings it, within a minute, what the broker did not)."""
+    ready once the dispatcher has sent a first notification."""
     settings = msgspec.structs.replace(
         api_settings,
         simulator_url=f"http://127.0.0.1:{free_port()}",
@@ -77,7 +75,7 @@ def roles(
         stack.configure()
         sender = account(Role.SENDER)
         probe = _send(api_url, sender, Person.new().messages(1, 0, 0))
-        eventually(lambda: _all_final(settings, probe), 150, "the dispatcher to be ready")
+        eventually(lambda: _all_final(settings, probe), 60, "the dispatcher to be ready")
         yield stack
 
 
