@@ -248,6 +248,21 @@ def shared_span(
 
 
 @contextmanager
+def ending(spans: Sequence[Span]) -> Iterator[None]:
+    """End `spans` when the block ends; a failure marks each with its exception's type only
+    (messages may quote an address)."""
+    try:
+        yield
+    except BaseException as exc:
+        for span in spans:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+@contextmanager
 def impersonal_span(span: Span) -> Iterator[Span]:
     """`span` as the current span until the block ends, then ended. A failure marks it with
     its exception's type only: messages may quote an address (a provider's error, say)."""

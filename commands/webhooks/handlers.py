@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, StatusCode
+from opentelemetry.trace import Span
 from psycopg_pool import AsyncConnectionPool
 
 from commands.notifications.handlers import decide_and_append
@@ -16,7 +16,7 @@ from domain.notifications.notification import Notification
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.writer import GroupCommitWriter
 from infrastructure.messagebus import Command, Handlers
-from infrastructure.tracing import sampled_parent, start_span, tracing
+from infrastructure.tracing import ending, sampled_parent, start_span, tracing
 
 
 class RecordProviderReport(Command[Accepted], frozen=True, kw_only=True):
@@ -42,7 +42,8 @@ async def record_provider_report(
             span.set_attribute("herald.events", len(events))
         return events
 
-    try:
+    # Failed when the report overtook its Sent event, or names no notification.
+    with ending(spans):
         return await decide_and_append(
             cmd.report.notification_id,
             decided,
@@ -51,13 +52,6 @@ async def record_provider_report(
             pool=pool,
             codec=codec,
         )
-    except Exception as exc:  # the report overtook its Sent event, or names no notification
-        for span in spans:
-            span.set_status(StatusCode.ERROR, type(exc).__name__)
-        raise
-    finally:
-        for span in spans:
-            span.end()
 
 
 def _report_span(n: Notification, report: Report) -> Span:

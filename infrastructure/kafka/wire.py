@@ -17,13 +17,13 @@ from uuid import UUID
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
 from domain.events import DomainEvent
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.sealer import clear_part
 from infrastructure.log import get_logger
-from infrastructure.tracing import sampled_parent, start_span, tracing
+from infrastructure.tracing import ending, sampled_parent, start_span, tracing
 
 log = get_logger(__name__)
 
@@ -144,15 +144,8 @@ def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
             spans.append(
                 start_span(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)
             )
-    try:
+    with ending(spans):
         yield
-    except BaseException as exc:
-        for span in spans:
-            span.set_status(StatusCode.ERROR, type(exc).__name__)
-        raise
-    finally:
-        for span in spans:
-            span.end()
 
 
 _TRACED_HEADERS = (
