@@ -27,7 +27,7 @@ from infrastructure.providers.protection import Admission, CircuitBreaker, Prior
 from infrastructure.providers.provider import OutboundMessage, Provider, ProviderError
 from infrastructure.rate_limit import RateLimiter, Tier
 from infrastructure.template_files import TemplateDirectory
-from infrastructure.tracing import impersonal_span, start_span, tracing
+from infrastructure.tracing import impersonal_span, in_recorded_span, start_span
 
 log = get_logger(__name__)
 
@@ -135,7 +135,7 @@ class ProviderCalls:
     async def _call(self, provider: Provider, message: OutboundMessage) -> tuple[Outcome, Verdict]:
         loop = asyncio.get_running_loop()
         budget_s = self._budget_s
-        span = _call_span(provider.name, message) if tracing() else INVALID_SPAN
+        span = _call_span(provider.name, message) if in_recorded_span() else INVALID_SPAN
         try:
             with impersonal_span(span):
                 # The SDK's HTTP call, in the executor's thread, is a child of this span.

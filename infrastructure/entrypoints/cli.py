@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from infrastructure.entrypoints.db_commands import add_db_commands, db_command
 from infrastructure.entrypoints.gdpr_commands import add_gdpr_commands, gdpr_command
 from infrastructure.entrypoints.roles import ROLES, require_role_settings
 from infrastructure.log import configure_logging
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="each job's schedule, last run and next run; fails if the database is away"
     )
     add_gdpr_commands(sub, _Parser)
+    add_db_commands(sub, _Parser)
     _add_users(sub)
     return parser
 
@@ -362,6 +364,7 @@ _ON_SERVERS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "archive": _archive_command,
     "export": _export_command,
     "gdpr": gdpr_command,
+    "db": db_command,
 }
 
 

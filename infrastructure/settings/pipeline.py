@@ -151,6 +151,17 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
             "/var/lib/herald/archive",
         ),
     ] = None
+    backup_dir: Annotated[
+        str | None,
+        setting(
+            "Where `herald db backup` writes its timestamped dumps. Unset: HERALD_DEV_DIR/backups.",
+            "/var/lib/herald/backups",
+        ),
+    ] = None
+    backup_keep: Annotated[
+        int,
+        setting("How many of the newest backups `herald db backup` keeps.", "7", ge=1, le=1000),
+    ] = 7
     verify_sample_size: Annotated[
         int,
         setting("Notifications the nightly verify-sample job replays.", "1000", ge=1, le=1000000),
@@ -185,6 +196,12 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
         if self.archive_dir is None:
             return self.dev_path / "archive"
         return Path(self.archive_dir).expanduser().resolve()
+
+    @property
+    def backup_path(self) -> Path:
+        if self.backup_dir is None:
+            return self.dev_path / "backups"
+        return Path(self.backup_dir).expanduser().resolve()
 
     @property
     def export_path(self) -> Path:

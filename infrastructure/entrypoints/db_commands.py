@@ -1,0 +1,61 @@
+"""`herald db backup`: a timestamped, compressed dump of the database, the newest N kept."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from infrastructure.settings import Settings, require_servers
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+
+
+def add_db_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    db = sub.add_parser("db", help="the PostgreSQL database: backups")
+    db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=parser_class)
+    backup = db_sub.add_parser(
+        "backup",
+        help="dump the database (pg_dump, custom format, compressed) into a timestamped file "
+        "and keep the newest N",
+    )
+    backup.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where backups go (default: HERALD_BACKUP_DIR, or HERALD_DEV_DIR/backups)",
+    )
+    backup.add_argument(
+        "--keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many of the newest backups to keep (default: HERALD_BACKUP_KEEP, 7)",
+    )
+
+
+def db_command(args: argparse.Namespace, settings: Settings) -> None:
+    from infrastructure.backups import BackupError, back_up  # noqa: PLC0415
+
+    keep = settings.backup_keep if args.keep is None else args.keep
+    if keep < 1:
+        _fail(f"--keep {keep}: keep at least 1 backup (the one just made)", EXIT_USAGE)
+    directory = settings.backup_path if args.dir is None else args.dir.expanduser().resolve()
+    if directory.exists() and not directory.is_dir():
+        _fail(f"--dir {directory}: not a directory", EXIT_USAGE)
+    database_url, _, _ = require_servers(settings)
+    try:
+        made = back_up(database_url, directory, keep=keep)
+    except BackupError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    print(
+        f"{made.path}: {made.bytes:,} bytes in {made.seconds:.1f} s;"
+        f" {len(made.removed)} older backup(s) removed, keeping {keep}"
+    )
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"herald: {message}", file=sys.stderr)
+    raise SystemExit(status)
