@@ -215,7 +215,6 @@ def start_span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, str | int] | None = None,
     links: Iterable[SpanContext] = (),
-    start_time: int | None = None,
 ) -> Span:
     """A span continuing the trace `parent` names (a `traceparent` or a span context), or
     the current span's when there is none (a new trace outside any); the caller ends it.
@@ -228,7 +227,6 @@ def start_span(
         kind=kind,
         attributes=dict(attributes or {}),
         links=[Link(link) for link in links if link.is_valid],
-        start_time=start_time,
     )
 
 
