@@ -41,6 +41,7 @@ from infrastructure.kafka.topics import (
 from infrastructure.kafka.wire import (
     Headers,
     broker_position,
+    log_each,
     message_attributes,
     outgoing,
     producer_config,
@@ -121,6 +122,7 @@ class Relay:
                     continue
                 self.published += len(rows)
                 RELAY_PUBLISHED.inc(len(rows))
+                log_each(__name__, "published", (dict(outgoing(*row)[2]) for row in rows))
                 if advance(conn, TRACKING_NAME, position, int(rows[-1][0])):
                     position = int(rows[-1][0])
                     rows = following

@@ -6,9 +6,11 @@ HERALD_REDIS_URL or HERALD_KAFKA_BOOTSTRAP point at running ones.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -27,8 +29,12 @@ TEST_MASTER_KEY = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLWxvbmc"  # 32 bytes, bas
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings whose three server URLs answer, with migrations and topics applied."""
+def stack() -> Iterator[Settings]:
+    """Settings whose three server URLs answer, with migrations and topics applied.
+
+    The servers' data lives in a directory of the session's own, not under pytest's temporary
+    directories: pytest keeps only its last three sessions' ones, so a second pytest run
+    beside this one would delete the data of this session's running servers."""
     configured = load_settings(env_file=None)
     if configured.jwt_secret is None:
         configured = msgspec.structs.replace(configured, jwt_secret=Secret(TEST_SIGNING_KEY))
@@ -36,13 +42,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         configured = msgspec.structs.replace(configured, master_key=Secret(TEST_MASTER_KEY))
     # Erasure waits this long for every process to drop a destroyed key from its cache.
     configured = msgspec.structs.replace(configured, key_cache_s=2)
-    data = tmp_path_factory.mktemp("stack")
-    # The sandbox's provider credentials and the templates live in the dev directory.
-    configured = msgspec.structs.replace(configured, dev_dir=str(data / "dev"))
-    with Supervisor() as supervisor:
-        settings = start_servers(configured, supervisor, data)
-        prepare_servers(settings)
-        yield settings
+    with tempfile.TemporaryDirectory(prefix="herald-test-stack-") as scratch:
+        data = Path(scratch)
+        # The sandbox's provider credentials and the templates live in the dev directory.
+        configured = msgspec.structs.replace(configured, dev_dir=str(data / "dev"))
+        with Supervisor() as supervisor:
+            settings = start_servers(configured, supervisor, data)
+            prepare_servers(settings)
+            yield settings
 
 
 @pytest.fixture

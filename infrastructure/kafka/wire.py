@@ -9,7 +9,8 @@ deduplicate by), `event_id` (`stream:version`), `tenant`, and `correlation_id` a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +147,28 @@ def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
             )
     with ending(spans):
         yield
+
+
+def log_each(module: str, what: str, headers: Iterable[Mapping[str, Any]]) -> None:
+    """At debug level, in `module`'s logger, a line per message saying `what` happened to
+    it, naming its notification, event, position and the correlation id of the request
+    behind it. Nothing is decoded when debug is off."""
+    if not logging.getLogger(module).isEnabledFor(logging.DEBUG):
+        return
+    logger = get_logger(module)
+    for values in headers:
+        event_id = str(values.get("event_id", ""))
+        logger.debug(
+            what,
+            notification_id=event_id.partition(":")[0],
+            event_type=values.get("event_type"),
+            position=values.get("position"),
+            correlation_id=values.get("correlation_id"),
+        )
+
+
+def headers_of(messages: Sequence[Message]) -> Iterator[dict[str, str]]:
+    return (header_values(m) for m in messages if m.error() is None)
 
 
 _TRACED_HEADERS = (

@@ -29,6 +29,8 @@ from infrastructure.kafka.wire import (
     consumer_config,
     consuming,
     decode_published,
+    headers_of,
+    log_each,
     next_batch,
     producer_config,
 )
@@ -83,6 +85,7 @@ class DispatchQueueProjection:
                     if messages:
                         with consuming("dispatch_queue.apply", messages):
                             self._consume_batch(conn, consumer, producer, messages)
+                        log_each(__name__, "queue updated", headers_of(messages))
         except Exception:
             log.exception("dispatch consumer failed; stopping")
             stop.set()

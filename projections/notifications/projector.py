@@ -40,7 +40,13 @@ from infrastructure.eventstore.tracking import (
     stored_position,
 )
 from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
-from infrastructure.kafka.wire import consumer_config, consuming, decode_published
+from infrastructure.kafka.wire import (
+    consumer_config,
+    consuming,
+    decode_published,
+    headers_of,
+    log_each,
+)
 from infrastructure.log import get_logger
 from infrastructure.metrics import PROJECTION_EVENTS
 from infrastructure.redis_keys import RedisKeys
@@ -131,6 +137,7 @@ class NotificationsProjector:
                     if items:
                         with consuming("projector.apply", messages):
                             self._apply(conn, live, items)
+                        log_each(__name__, "applied", headers_of(messages))
                         self.applied["kafka"] += len(items)
                         PROJECTION_EVENTS.labels("notifications").inc(len(items))
                         consumer.commit(asynchronous=True)

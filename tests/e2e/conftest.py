@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -136,10 +137,13 @@ class OwnStack:
 
 
 @contextmanager
-def own_stack(base: Settings, database_url: str, *roles: str) -> Iterator[OwnStack]:
+def own_stack(
+    base: Settings, database_url: str, *roles: str, logs: Path | None = None
+) -> Iterator[OwnStack]:
     """`base` (the session's api settings, changed as the test needs) on `database_url`,
     migrated, with the api, relay and projector running, then `roles`: each a role's name or
-    "simulator", with a suffix to run more than one ("dispatcher-1", "dispatcher-2")."""
+    "simulator", with a suffix to run more than one ("dispatcher-1", "dispatcher-2"). With
+    `logs`, each process writes its output to NAME.log there."""
     port = free_port()
     settings = msgspec.structs.replace(
         on_own_database(base, database_url),
@@ -155,7 +159,9 @@ def own_stack(base: Settings, database_url: str, *roles: str) -> Iterator[OwnSta
                 spec = (
                     simulator_spec(settings) if role == "simulator" else role_spec(role, settings)
                 )
-                supervisor.start(dataclasses.replace(spec, name=name), ready_timeout=30)
+                log_path = logs / f"{name}.log" if logs is not None else None
+                spec = dataclasses.replace(spec, name=name, log_path=log_path)
+                supervisor.start(spec, ready_timeout=30)
             accounts = account_factory(settings.public_url, store, settings.bcrypt_rounds)
             yield OwnStack(settings, settings.public_url, supervisor, accounts)
     finally:
