@@ -8,7 +8,7 @@ Read-your-writes: command responses carry the position of what they appended. A 
 sending it as `min_position` (query parameter) or `Min-Position` (header) waits, up to
 HERALD_READ_WAIT_MS, until the notifications projection has reflected everything up to it;
 if it has not by then, the answer is 503 with `Retry-After`, never a stale read passed off
-as fresh.
+as fresh; a position the log has not reached at all is the client's mistake, a 422.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from litestar import Request
-from litestar.exceptions import ServiceUnavailableException
+from litestar.exceptions import ServiceUnavailableException, ValidationException
 from litestar.params import HeaderParameter, QueryParameter
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,7 +29,9 @@ from domain.errors import InvalidValueError
 from domain.identity.roles import normalise_email
 from infrastructure.auth.guard import current_principal
 from infrastructure.auth.principal import Principal
+from infrastructure.eventstore.catalog import NOTIFICATION_EVENT_NAMES
 from infrastructure.eventstore.codec import EventCodec
+from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION
 from infrastructure.metrics import READ_WAITS
 from infrastructure.redis_batch import StatusReader
@@ -136,11 +138,45 @@ async def projection_position(models: ReadModels) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+async def log_head(models: ReadModels) -> int:
+    """The newest position in the event store."""
+    async with models.db.connection() as conn:
+        cursor = await conn.execute(_HEAD)
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+_HEAD = f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}"  # noqa: S608
+# The newest notification event in (after, target]: the projection sees no other kind, so
+# the read models reflect the log up to `target` once they have reached that one.
+_NEEDED = (
+    f"SELECT max(notification_id) FROM {EVENTS_TABLE}"  # noqa: S608
+    " WHERE notification_id > %s AND notification_id <= %s"
+    " AND split_part(topic, '@', 1) = ANY(%s)"
+)
+
+
+async def _needed(models: ReadModels, reached: int, target: int) -> int:
+    """The projection position that reflects the log up to `target`; 422 past the log's end,
+    a position no command returned, which no wait would reach."""
+    async with models.db.connection() as conn:
+        head = await (await conn.execute(_HEAD)).fetchone()
+        if target > (int(head[0]) if head else 0):
+            raise ValidationException(
+                "min_position beyond the log",
+                extra=[{"key": "min_position", "message": "is past the end of the event log"}],
+            )
+        names = list(NOTIFICATION_EVENT_NAMES)
+        row = await (await conn.execute(_NEEDED, (reached, target, names))).fetchone()
+    return int(row[0]) if row and row[0] is not None else reached
+
+
 async def _wait_for(models: ReadModels, target: int) -> int:
     reached = await projection_position(models)
+    needed = reached if reached >= target else await _needed(models, reached, target)
     deadline = time.monotonic() + models.wait_ms / 1000
     waited = False
-    while reached < target:
+    while reached < needed:
         if time.monotonic() >= deadline:
             READ_WAITS.labels("unavailable").inc()
             raise ServiceUnavailableException(

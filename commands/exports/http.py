@@ -24,6 +24,7 @@ from infrastructure.auth.guard import allow
 from infrastructure.exports.formats import CONTENT_TYPES, Format
 from infrastructure.exports.stream import ExportSpec, Kind, PositionNotReachedError
 from infrastructure.web.commands import Commands
+from infrastructure.web.contract import NAME_FILTER, NameFilter
 from infrastructure.web.ranges import From, To, check_range
 
 EXPORTERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
@@ -50,8 +51,8 @@ class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     to: datetime | None = None
     status: Status | None = None
     channel: Channel | None = None
-    action: str | None = None
-    actor: str | None = None
+    action: NameFilter | None = None
+    actor: NameFilter | None = None
     position: Annotated[int, msgspec.Meta(ge=0)] | None = None
     include_archived: bool = False
 
@@ -64,7 +65,8 @@ class ExportJobAccepted(msgspec.Struct, frozen=True):
 
 
 async def _stream(commands: Commands, spec: ExportSpec) -> Stream:
-    check_range(spec.start, spec.end)
+    start, end = check_range(spec.start, spec.end)
+    spec = msgspec.structs.replace(spec, start=start, end=end)
     try:
         delivered = await commands.handle(StreamExport(spec=spec))
     except PositionNotReachedError as exc:
@@ -90,6 +92,7 @@ def _response(delivered: DeliveredExport) -> Stream:
 @get(
     "/data-pipeline/export/notifications",
     policy=EXPORTERS,
+    content_types=tuple(CONTENT_TYPES.values()),
     tags=TAGS,
     operation_id="exportNotifications",
     summary="The tenant's notifications as of one log position, streamed in any format.",
@@ -122,6 +125,7 @@ async def export_notifications(
 @get(
     "/data-pipeline/export/events",
     policy=EXPORTERS,
+    content_types=tuple(CONTENT_TYPES.values()),
     tags=TAGS,
     operation_id="exportEvents",
     summary="The tenant's notification events up to one log position, streamed.",
@@ -148,6 +152,7 @@ async def export_events(
 @get(
     "/data-pipeline/export/audit-logs",
     policy=EXPORTERS,
+    content_types=tuple(CONTENT_TYPES.values()),
     tags=TAGS,
     operation_id="exportAuditLogs",
     summary="The tenant's audit log as of one position of the audit projection, streamed.",
@@ -158,8 +163,8 @@ async def export_audit_logs(
     format: FormatParam = "csv",
     start: From = None,
     end: To = None,
-    action: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
-    actor: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+    action: Annotated[str | None, NAME_FILTER] = None,
+    actor: Annotated[str | None, NAME_FILTER] = None,
     position: Position = None,
 ) -> Stream:
     spec = ExportSpec(
@@ -188,7 +193,7 @@ async def export_audit_logs(
 async def request_export(
     data: JSONBody[ExportRequest], commands: NamedDependency[Commands]
 ) -> ExportJobAccepted:
-    check_range(data.from_, data.to)
+    start, end = check_range(data.from_, data.to)
     if data.include_archived and data.kind != "notifications":
         raise InvalidValueError(
             "include_archived", "archives hold notifications only; events leave with retention"
@@ -198,8 +203,8 @@ async def request_export(
         kind=data.kind,
         format=data.format,
         tenant=caller.tenant_id,
-        start=data.from_,
-        end=data.to,
+        start=start,
+        end=end,
         status=data.status.value if data.status else None,
         channel=data.channel.value if data.channel else None,
         action=data.action,

@@ -6,7 +6,8 @@ result back; the rules live in the domain and the handlers.
 
 from __future__ import annotations
 
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -26,16 +27,47 @@ from commands.identity.messages import (
     RevokeRole,
 )
 from commands.identity.sessions import LogIn, LogOut, Refresh, TokenPair
-from domain.identity.roles import Role
+from domain.identity.roles import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Role
 from domain.identity.user import User
 from infrastructure.auth.guard import ANY_ROLE, PUBLIC, AccessGate, allow, client_ip
 from infrastructure.web.commands import Commands
+from infrastructure.web.contract import problems
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=254,
+        # The shape domain.identity checks, a little looser; never a control character,
+        # which no address has and PostgreSQL cannot compare (NUL).
+        pattern=r"^\s*[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$",
+        description="An email address, compared case-insensitively.",
+    ),
+]
+Tenant = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit.",
+    ),
+]
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=MIN_PASSWORD_CHARS,
+        max_length=MAX_PASSWORD_BYTES,
+        description=f"{MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes in UTF-8.",
+    ),
+]
+# Free text the handlers strip and store: not all blank, no control characters.
+_TEXT = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_TEXT)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
 
 
 class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    email: str
+    email: Email
     password: str
-    tenant: str | None = None  # HERALD_DEFAULT_TENANT when left out, as the seed's login is
+    tenant: Tenant | None = None  # HERALD_DEFAULT_TENANT when left out, as the seed's login is
 
 
 class RefreshRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,9 +75,9 @@ class RefreshRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    tenant: str
-    email: str
-    password: str
+    tenant: Tenant
+    email: Email
+    password: NewPassword
 
 
 class RoleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -53,17 +85,17 @@ class RoleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ApiKeyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
+    name: KeyName
     role: Role
 
 
 class PasswordChangeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     current_password: str
-    new_password: str
+    new_password: NewPassword
 
 
 class DisableRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    reason: str
+    reason: Reason
 
 
 class UserAccount(msgspec.Struct, frozen=True):
@@ -142,6 +174,7 @@ class AuthCommands(Controller):
         policy=PUBLIC,
         status_code=HTTP_201_CREATED,
         operation_id="registerUser",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Create an account with the `user` role in a tenant.",
     )
     async def register(
@@ -183,6 +216,7 @@ class UserAdminController(Controller):
         policy=allow(Role.ADMIN),
         status_code=HTTP_200_OK,
         operation_id="disableUser",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Disable a user of your tenant; their tokens stop working at once.",
     )
     async def disable(
@@ -209,6 +243,7 @@ class UserRolesController(Controller):
         policy=allow(Role.ADMIN),
         status_code=HTTP_200_OK,
         operation_id="grantRole",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Grant a role to a user of your tenant.",
     )
     async def grant(
@@ -228,6 +263,7 @@ class UserRolesController(Controller):
         policy=allow(Role.ADMIN),
         status_code=HTTP_200_OK,
         operation_id="revokeRole",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Revoke a role; the user's current access tokens stop working at once.",
     )
     async def revoke(
@@ -251,6 +287,7 @@ class ApiKeyCommandsController(Controller):
         policy=allow(Role.ADMIN),
         status_code=HTTP_201_CREATED,
         operation_id="issueApiKey",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Issue an API key for a service client; the key is shown only in this answer.",
     )
     async def issue(
@@ -270,6 +307,7 @@ class ApiKeyCommandsController(Controller):
         policy=allow(Role.ADMIN),
         status_code=HTTP_204_NO_CONTENT,
         operation_id="revokeApiKey",
+        responses=problems(HTTPStatus.CONFLICT),
         summary="Revoke an API key; every process refuses it at once.",
     )
     async def revoke(

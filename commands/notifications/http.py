@@ -8,9 +8,8 @@ the key is refused with 422.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +19,18 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody
 
+from commands.notifications.bodies import (
+    BATCH_BODY,
+    LOCATION,
+    MAX_BATCH,
+    REPLAYED,
+    AcceptedView,
+    BatchAcceptedView,
+    BatchRequest,
+    CancelRequest,
+    IdempotencyKey,
+    NotificationRequest,
+)
 from commands.notifications.handlers import BatchInvalidError
 from commands.notifications.messages import (
     Accepted,
@@ -31,57 +42,20 @@ from commands.notifications.messages import (
     RetryNotification,
 )
 from domain.identity.roles import Role
-from domain.notifications.values import Channel, Content, Priority
+from domain.notifications.values import Content
 from infrastructure.auth.guard import allow
 from infrastructure.auth.principal import Principal
 from infrastructure.eventstore import meta
-from infrastructure.idempotency import MAX_KEY_LENGTH, fingerprint
+from infrastructure.idempotency import fingerprint
 from infrastructure.tracing import current_traceparent
 from infrastructure.web.commands import Commands
+from infrastructure.web.contract import problems
+from infrastructure.web.ranges import to_utc
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
 OPERATORS = allow(Role.ADMIN, Role.OPERATOR)
-MAX_BATCH = 10_000
 ACCEPTED = 202
-_KEY_SHAPE = re.compile(r"^[\x21-\x7e]+$")
 _encode = msgspec.json.Encoder().encode
-
-
-class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    channel: Channel
-    recipient: str
-    subject: str | None = None
-    body: str | None = None
-    template_id: str | None = None
-    variables: dict[str, str] = msgspec.field(default_factory=dict)
-    priority: Priority = Priority.NORMAL
-    send_at: datetime | None = None
-    fallback: list[Channel] = msgspec.field(default_factory=list)
-    # The address on each fallback channel, e.g. {"sms": "+14155550100"}.
-    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class BatchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    notifications: list[NotificationRequest]
-
-
-class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    reason: str | None = None
-
-
-class AcceptedView(msgspec.Struct, frozen=True):
-    id: UUID
-    status: str
-    position: int
-
-
-class BatchAcceptedView(msgspec.Struct, frozen=True):
-    accepted: int
-    ids: list[UUID]
-    first_position: int
-    last_position: int
-
 
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
 _raw_items = msgspec.json.Decoder(dict[str, list[msgspec.Raw]])
@@ -115,7 +89,8 @@ def _command(
             variables=item.variables,
         ),
         priority=item.priority,
-        send_at=item.send_at,
+        # RFC 3339 allows offsets PostgreSQL does not store: up to 23:59.
+        send_at=to_utc(item.send_at, "send_at"),
         fallback=tuple(item.fallback),
         fallback_recipients=item.fallback_recipients,
         metadata=item.metadata,
@@ -139,16 +114,6 @@ def _many(accepted: Sequence[Accepted]) -> bytes:
             last_position=max(a.position for a in accepted),
         )
     )
-
-
-def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and (len(key) > MAX_KEY_LENGTH or not _KEY_SHAPE.match(key)):
-        raise ValidationException(
-            "invalid Idempotency-Key",
-            extra=[{"key": "Idempotency-Key", "message": "must be 1-200 printable ASCII"}],
-        )
-    return key
 
 
 def _idempotent(
@@ -183,15 +148,17 @@ class NotificationCommands(Controller):
         status_code=ACCEPTED,
         operation_id="requestNotification",
         summary="Request one notification; 202 once its events are committed.",
+        responses=problems(HTTPStatus.CONFLICT),
+        response_headers=[LOCATION, REPLAYED],
     )
     async def request_one(
         self,
         data: JSONBody[NotificationRequest],
         request: Request[Any, Any, Any],
         commands: NamedDependency[Commands],
+        key: IdempotencyKey = None,
     ) -> Response[bytes]:
         caller = commands.caller
-        key = _idempotency_key(request)
         idempotency = _idempotent(request, caller, key, lambda: _encode(data))
         command = _command(data, caller, _correlation(), key, current_traceparent())
         recorded = await commands.handle(
@@ -213,14 +180,21 @@ class NotificationCommands(Controller):
         summary="Request up to 10,000 notifications: all are valid and recorded, or none.",
         description='Body: `{"notifications": [<as POST /notifications>, ...]}`. Invalid '
         "items are all reported, each error named `notifications[INDEX].FIELD`.",
+        responses=problems(
+            HTTPStatus.CONFLICT,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+        ),
+        request_body=BATCH_BODY,
+        response_headers=[REPLAYED],
     )
     async def request_batch(
         self,
         request: Request[Any, Any, Any],
         commands: NamedDependency[Commands],
+        key: IdempotencyKey = None,
     ) -> Response[bytes]:
         caller = commands.caller
-        key = _idempotency_key(request)
         items = _decode_batch(await request.body())
         idempotency = _idempotent(request, caller, key, lambda: _encode(items))
         correlation, traceparent = _correlation(), current_traceparent()
@@ -246,6 +220,7 @@ class NotificationCommands(Controller):
         status_code=ACCEPTED,
         operation_id="cancelNotification",
         summary="Cancel a notification not yet dispatched; 409 once it is on its way.",
+        responses=problems(HTTPStatus.CONFLICT),
     )
     async def cancel(
         self,
@@ -274,6 +249,7 @@ class AdminNotificationCommands(Controller):
         status_code=ACCEPTED,
         operation_id="retryNotification",
         summary="Re-queue a failed or dead-lettered notification; 409 in any other status.",
+        responses=problems(HTTPStatus.CONFLICT),
     )
     async def retry(
         self,
@@ -341,3 +317,6 @@ def _decode_each(raw: bytes) -> list[NotificationRequest]:
 
 
 ROUTES = [NotificationCommands, AdminNotificationCommands]
+
+# The request bodies are also what the benchmarks in perf/ send.
+__all__ = ["ROUTES", "SENDERS", "BatchRequest", "NotificationRequest"]

@@ -15,11 +15,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from commands.jobs.handlers import RunJobNow
 from commands.retention.policy import ChangeRetention
 from domain.identity.roles import Role
-from domain.retention import MAX_DAYS, RetentionPolicy
+from domain.retention import MAX_DAYS, MIN_DAYS, RetentionPolicy
 from infrastructure.auth.guard import allow
 from infrastructure.web.commands import Commands
 
-Days = Annotated[int, msgspec.Meta(ge=1, le=MAX_DAYS)]
+Days = Annotated[int, msgspec.Meta(ge=MIN_DAYS, le=MAX_DAYS)]
 
 
 class RetentionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

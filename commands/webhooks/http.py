@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -39,6 +40,7 @@ from infrastructure.providers.webhook_signatures import (
     WebhookVerifier,
 )
 from infrastructure.web.commands import Commands
+from infrastructure.web.contract import problems
 
 log = get_logger(__name__)
 
@@ -67,6 +69,10 @@ class WebhookReceipt(msgspec.Struct, frozen=True):
     recorded: int  # of them, how many changed a notification
 
 
+# An unsigned request is a 401, a bad signature a 403; a body bigger than the API takes, 413.
+_SIGNED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+
+
 class ProviderWebhooks(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012
@@ -76,6 +82,7 @@ class ProviderWebhooks(Controller):
         policy=WEBHOOK,
         status_code=OK,
         operation_id="receiveSendGridEvents",
+        responses=problems(*_SIGNED, HTTPStatus.BAD_REQUEST),
         summary="SendGrid Event Webhook: delivered, open, bounce and dropped events.",
         description="A JSON array of events, signed with SendGrid's ECDSA key "
         "(X-Twilio-Email-Event-Webhook-Signature and -Timestamp). 503 with Retry-After "
@@ -100,6 +107,7 @@ class ProviderWebhooks(Controller):
         policy=WEBHOOK,
         status_code=OK,
         operation_id="receiveTwilioStatus",
+        responses=problems(*_SIGNED),
         summary="Twilio status callback for one SMS: delivered, undelivered or failed.",
         description="Form-encoded, signed with X-Twilio-Signature over the URL Herald gave "
         "Twilio (`?notification_id=...&attempt=...`) and the form. 503 with Retry-After "
@@ -126,6 +134,7 @@ class ProviderWebhooks(Controller):
         policy=WEBHOOK,
         status_code=OK,
         operation_id="receivePushReceipt",
+        responses=problems(HTTPStatus.FORBIDDEN),
         summary="An app reports that a push arrived (delivered) or was opened.",
         description="JSON with the notification_id, attempt and receipt from the push's data "
         "payload (herald_notification_id, herald_attempt, herald_receipt); the receipt is the "

@@ -44,9 +44,11 @@ from infrastructure.providers.webhook_signatures import WebhookVerifier
 from infrastructure.settings import Settings, load_settings
 from infrastructure.tracing import configure_tracing, tracing
 from infrastructure.web.commands import provide_commands
+from infrastructure.web.contract import ProblemResponses, complete_document
 from infrastructure.web.forwarded import TrustedProxies
 from infrastructure.web.hardening import DOCS_PREFIX, add_security_headers
 from infrastructure.web.health import HealthController
+from infrastructure.web.methods import correct_allow
 from infrastructure.web.problems import EXCEPTION_HANDLERS
 from infrastructure.web.request_context import RequestContextMiddleware
 from read_api.admin.http import ROUTES as ADMIN_QUERIES
@@ -148,12 +150,12 @@ def create_app(
             yield
 
     origins = settings.cors_origin_list
-    return Litestar(
-        plugins=_plugins(settings),
+    app = Litestar(
+        plugins=[ProblemResponses(), *_plugins(settings)],
         route_handlers=[*ROUTES, *extra_handlers],
         lifespan=[lifespan],
         guards=[authorize],
-        before_send=[add_security_headers, add_rate_limit_headers],
+        before_send=[add_security_headers, add_rate_limit_headers, correct_allow],
         dependencies=dependencies(settings),
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=origins, allow_credentials=False) if origins else None,
@@ -163,7 +165,9 @@ def create_app(
             version=VERSION,
             description="Event-sourced notification backend.",
             render_plugins=[ScalarRenderPlugin()],
-            openapi_router=Router(path=DOCS_PREFIX, route_handlers=[], opt={POLICY: PUBLIC}),
+            openapi_router=Router(
+                path=DOCS_PREFIX, route_handlers=[], opt={POLICY: PUBLIC}, include_in_schema=False
+            ),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
@@ -173,6 +177,8 @@ def create_app(
         ),
         logging_config=None,  # infrastructure.log configures logging for the whole process
     )
+    complete_document(app)
+    return app
 
 
 def _plugins(settings: Settings) -> list[InitPluginProtocol]:

@@ -21,13 +21,12 @@ from litestar.di import NamedDependency
 from domain.identity.roles import Role
 from domain.retention import RetentionPolicy
 from infrastructure.auth.guard import allow
-from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
 from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.metrics import cache_counts
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from read_api.notifications.http import list_notifications
-from read_api.viewing import Reader, ReadModels, Viewer
+from read_api.viewing import Reader, ReadModels, Viewer, log_head
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
 
@@ -175,10 +174,8 @@ def _partition_stats(bootstrap: str, topic: str, group: str) -> list[PartitionSt
 
 
 async def _positions(models: ReadModels) -> tuple[int, dict[str, int]]:
+    head = await log_head(models)
     async with models.db.connection() as conn:
-        head_row = await (
-            await conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")  # noqa: S608
-        ).fetchone()
         rows = await (
             await conn.execute(
                 "SELECT application_name, coalesce(notification_id, 0) FROM tracking"
@@ -186,7 +183,7 @@ async def _positions(models: ReadModels) -> tuple[int, dict[str, int]]:
                 ([RELAY, NOTIFICATIONS_PROJECTION],),
             )
         ).fetchall()
-    return int(head_row[0]) if head_row else 0, {name: int(p) for name, p in rows}
+    return head, {name: int(p) for name, p in rows}
 
 
 @get(

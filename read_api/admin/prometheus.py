@@ -20,6 +20,7 @@ from read_api.viewing import Viewer
     "/metrics",
     policy=allow(Role.ADMIN, Role.OPERATOR),
     tags=["admin"],
+    content_types=("text/plain",),
     operation_id="getPrometheusMetrics",
     summary="Prometheus text exposition of the API's metrics, all workers together.",
 )

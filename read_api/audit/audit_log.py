@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
 
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
+from infrastructure.web.contract import NAME_FILTER
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from infrastructure.web.ranges import From, To, check_range
 from read_api.viewing import Viewer
@@ -61,7 +61,7 @@ _COLUMNS = (
 
 
 def _between(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
-    check_range(start, end)
+    start, end = check_range(start, end)
     where, params = [], []
     if start is not None:
         where.append("at >= %s")
@@ -82,8 +82,8 @@ def _between(start: datetime | None, end: datetime | None) -> tuple[list[str], l
 async def audit_logs(
     viewer: NamedDependency[Viewer],
     *,
-    action: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
-    actor: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+    action: Annotated[str | None, NAME_FILTER] = None,
+    actor: Annotated[str | None, NAME_FILTER] = None,
     start: From = None,
     end: To = None,
     limit: Limit = DEFAULT_LIMIT,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from litestar.status_codes import HTTP_410_GONE
 from domain.identity.roles import Role
 from infrastructure.auth.guard import allow
 from infrastructure.exports.formats import CONTENT_TYPES
+from infrastructure.web.contract import problems
 from read_api.viewing import Viewer
 
 EXPORTERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
@@ -99,6 +101,8 @@ async def get_export(export_id: FromPath[UUID], viewer: NamedDependency[Viewer])
     "/data-pipeline/exports/{export_id:uuid}/download",
     policy=EXPORTERS,
     tags=TAGS,
+    content_types=tuple(CONTENT_TYPES.values()),
+    responses=problems(HTTPStatus.CONFLICT, HTTPStatus.GONE),
     operation_id="downloadExport",
     summary="An export job's file; 409 until it is written, 410 once it has expired.",
 )

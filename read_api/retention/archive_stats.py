@@ -69,7 +69,7 @@ SELECT count(*) FILTER (WHERE restored_position IS NULL),
 FROM archived_notifications WHERE tenant_id = %s
 """
 _FILES = """
-SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(bytes), 0), min(day), max(day)
+SELECT count(*), coalesce(sum(rows), 0)::bigint, coalesce(sum(bytes), 0)::bigint, min(day), max(day)
 FROM archives WHERE tenant_id = %s
 """
 _LAST_RUN = """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -87,22 +86,6 @@ def test_the_projector_consumes_everything_the_relay_publishes(
     except AssertionError:
         ends = end_offsets(stack.kafka_bootstrap, topic)
         pytest.fail(f"events at {wanted}; projection offsets {stored}; end offsets {ends}")
-
-
-def test_a_position_not_reached_in_time_is_a_503_with_retry_after(
-    api_url: str, account: AccountFactory, projector: None
-) -> None:
-    sender = account(Role.SENDER)
-    started = time.monotonic()
-    response = _get(api_url, sender, "/notifications", min_position=10**12)
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "1"
-    assert response.headers["content-type"] == "application/problem+json"
-    assert "position" in response.json()["detail"]
-    assert time.monotonic() - started < 10
-    bad = _get(api_url, sender, "/notifications", min_position="soon")
-    assert bad.status_code == 422
-    assert "min_position" in bad.text
 
 
 def _counter(api_url: str, admin: Account, result: str, metric: str = "read") -> float:

@@ -1,0 +1,113 @@
+"""The OpenAPI document, built from the app as the api role serves it, without any server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from domain.identity.roles import MIN_PASSWORD_CHARS
+from domain.retention import MIN_DAYS
+from infrastructure.entrypoints.app import create_app
+from infrastructure.settings import load_settings
+from infrastructure.web.problems import PROBLEM_JSON
+
+METHODS = {"get", "post", "put", "delete", "patch"}
+PROBES = {"getHealth", "getLiveness", "getReadiness"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    app = create_app(load_settings(environ={}, env_file=None))
+    schema: dict[str, Any] = app.openapi_schema.to_schema()
+    return schema
+
+
+def _operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        operation["operationId"]: operation
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+def test_every_error_is_a_problem(document: dict[str, Any]) -> None:
+    for name, operation in _operations(document).items():
+        if name in PROBES:  # their 503 is the health report, naming what is down
+            continue
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                content = response["content"]
+                assert list(content) == [PROBLEM_JSON], (name, status)
+                assert content[PROBLEM_JSON]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_every_guarded_operation_documents_the_guards_answers(document: dict[str, Any]) -> None:
+    for name, operation in _operations(document).items():
+        if name in PROBES or name.startswith("receive"):  # webhooks carry no credentials
+            continue
+        assert {"401", "429", "503"} <= set(operation["responses"]), name
+        assert "Retry-After" in operation["responses"]["429"]["headers"], name
+        success = min(operation["responses"])
+        assert "RateLimit-Remaining" in operation["responses"][success]["headers"], name
+
+
+def test_a_route_with_roles_documents_403_and_one_with_inputs_422(
+    document: dict[str, Any],
+) -> None:
+    operations = _operations(document)
+    assert "403" in operations["requestNotification"]["responses"]
+    assert "403" not in operations["login"]["responses"]
+    assert "422" in operations["getNotification"]["responses"]
+    assert "404" in operations["getNotification"]["responses"]
+    assert "422" not in operations["getMe"]["responses"]
+
+
+def test_litestars_own_400_shape_is_not_documented(document: dict[str, Any]) -> None:
+    for name, operation in _operations(document).items():
+        for response in operation["responses"].values():
+            assert "application/json" not in response.get("content", {}) or (
+                "status_code" not in str(response["content"]["application/json"])
+            ), name
+
+
+def test_the_docs_pages_are_not_operations(document: dict[str, Any]) -> None:
+    assert not [path for path in document["paths"] if path.startswith("/docs")]
+
+
+def test_request_headers_are_parameters(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    for name in ("requestNotification", "requestNotificationBatch"):
+        headers = {p["name"]: p for p in operations[name]["parameters"] if p["in"] == "header"}
+        assert headers["Idempotency-Key"]["schema"]["pattern"], name
+    reads = {p["name"] for p in operations["getNotification"]["parameters"]}
+    assert {"Min-Position", "min_position"} <= reads
+
+
+def test_the_batch_body_is_documented(document: dict[str, Any]) -> None:
+    body = _operations(document)["requestNotificationBatch"]["requestBody"]
+    items = body["content"]["application/json"]["schema"]["properties"]["notifications"]
+    assert items["minItems"] == 1
+    assert items["items"] == {"$ref": "#/components/schemas/NotificationRequest"}
+
+
+def test_constraints_the_server_checks_are_in_the_schema(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert schemas["RegisterRequest"]["properties"]["password"]["minLength"] == MIN_PASSWORD_CHARS
+    assert schemas["ApiKeyRequest"]["properties"]["name"]["maxLength"] == 100
+    assert schemas["RetentionRequest"]["properties"]["events_days"]["minimum"] == MIN_DAYS
+    request = schemas["NotificationRequest"]["properties"]
+    assert "pattern" in str(request["template_id"])
+
+
+def test_streamed_answers_document_their_media_types(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    exported = operations["exportNotifications"]["responses"]["200"]["content"]
+    assert {"text/csv", "application/x-ndjson", "application/json"} <= set(exported)
+    assert set(operations["getPrometheusMetrics"]["responses"]["200"]["content"]) == {"text/plain"}
+
+
+def test_a_requests_answer_documents_its_location_and_replays(document: dict[str, Any]) -> None:
+    accepted = _operations(document)["requestNotification"]["responses"]["202"]["headers"]
+    assert {"Location", "Idempotent-Replayed", "RateLimit-Limit"} <= set(accepted)
