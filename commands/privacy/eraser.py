@@ -3,7 +3,8 @@
     settle        the subject's notifications: those not sent yet are cancelled, those with
                   a provider right now are let finish (recorded as sent or failed), then all
                   are erased; a user account is erased
-    destroy_keys  every data key of the subject is destroyed
+    destroy_keys  every data key of the subject is destroyed, once the erasure is recorded
+                  outside the database (a restore destroys them again)
     forget_keys   wait until no process can still hold one in its cache
     read_models   the projections have forgotten the notifications; cached pages, the
                   recipient's Redis keys and its audit-log fields are scrubbed
@@ -42,6 +43,7 @@ from infrastructure.eventstore.catalog import NOTIFICATION_EVENT_NAMES
 from infrastructure.eventstore.store import ConcurrencyError, EventStore
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, stored_position
 from infrastructure.log import get_logger
+from infrastructure.privacy.erasure_record import ErasureRecord, RecordedErasure
 from infrastructure.privacy.keyring import Keyring
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.scheduling.runs import try_lock, unlock
@@ -89,6 +91,30 @@ SELECT count(*) FROM notification_view WHERE notification_id = ANY(%s) AND statu
 """
 
 
+def erase_user(store: EventStore, tenant_id: str, user_id: uuid.UUID) -> dict[str, Any]:
+    """Erase the tenant's account (`UserErased`: email and password gone, logins refused);
+    the settle step's report. An account erased already is left as it is."""
+    for _ in range(5):
+        history = store.load(user_id)
+        if not history:
+            return {"users": 0, "erased": 0}
+        user = users.replay(user_id, (r.event for r in history))
+        if user.tenant_id != tenant_id:
+            return {"users": 0, "erased": 0}
+        events = users.erase(user, by=ERASED_BY, at=datetime.now(UTC))
+        if not events:
+            return {"users": 1, "erased": 0}
+        after = user
+        for event in events:
+            after = users.evolve(after, event, user_id)
+        try:
+            store.append(user_id, len(history), events, writes=[user_row(after, events[-1].at)])
+        except ConcurrencyError:
+            continue
+        return {"users": 1, "erased": 1}
+    raise ConcurrencyError(f"user {user_id} kept changing while being erased")
+
+
 class Eraser:
     def __init__(
         self,
@@ -98,6 +124,7 @@ class Eraser:
         keys: RedisKeys,
         store: EventStore,
         keyring: Keyring,
+        record: ErasureRecord,
         copies: Callable[[psycopg.Connection[Any], Job, Keyring], dict[str, StoreReport]],
         deleters: Mapping[str, Deleter],
         key_cache_s: float,
@@ -109,6 +136,7 @@ class Eraser:
         self._keys = keys
         self._store = store
         self._keyring = keyring
+        self._record = record
         self._rewrite_copies = copies
         self._deleters = deleters
         self._key_cache_s = key_cache_s
@@ -222,33 +250,28 @@ class Eraser:
                 continue  # a dispatcher or a report got there first: decide again
             return outcome, positions[-1] if positions else 0
 
-    def _erase_user(self, conn: psycopg.Connection[Any], job: Job) -> dict[str, Any]:
-        user_id = uuid.UUID(job.ref)
-        for _ in range(5):
-            history = self._store.load(user_id)
-            if not history:
-                return {"users": 0, "erased": 0}
-            user = users.replay(user_id, (r.event for r in history))
-            if user.tenant_id != job.tenant_id:
-                return {"users": 0, "erased": 0}
-            events = users.erase(user, by=ERASED_BY, at=datetime.now(UTC))
-            if not events:
-                return {"users": 1, "erased": 0}
-            after = user
-            for event in events:
-                after = users.evolve(after, event, user_id)
-            try:
-                self._store.append(
-                    user_id, len(history), events, writes=[user_row(after, events[-1].at)]
-                )
-            except ConcurrencyError:
-                continue
-            return {"users": 1, "erased": 1}
-        raise ConcurrencyError(f"user {user_id} kept changing while being erased")
+    def _erase_user(self, _conn: psycopg.Connection[Any], job: Job) -> dict[str, Any]:
+        return erase_user(self._store, job.tenant_id, uuid.UUID(job.ref))
 
     def _destroy_keys(self, conn: psycopg.Connection[Any], job: Job) -> dict[str, Any]:
-        name = (job.tenant_id, job.kind.value, job.hashed(self._keyring))
+        hashed = job.hashed(self._keyring)
+        name = (job.tenant_id, job.kind.value, hashed)
         with conn.transaction():
+            # Recorded outside the database before the keys go, so that no key is destroyed
+            # that a restore of an older backup would not destroy again.
+            row = conn.execute("SELECT now()").fetchone()
+            assert row is not None  # noqa: S101 - one row, always
+            self._record.append(
+                RecordedErasure(
+                    erasure_id=job.erasure_id,
+                    tenant_id=job.tenant_id,
+                    subject_kind=job.kind.value,
+                    subject_hash=hashed.hex(),
+                    subject_ref=job.ref,
+                    requested_at=job.requested_at,
+                    keys_destroyed_at=row[0],
+                )
+            )
             ids = self._keyring.destroy_hashed(conn, name)
             conn.execute(_KEYS_DESTROYED, (job.erasure_id,))
         return {"keys": [str(i) for i in ids]}

@@ -97,14 +97,14 @@ async def request_erasure(
             requested_by=cmd.requested_by,
         )
         try:
-            await asyncio.to_thread(_record, store, event, cmd.requested_by)
+            await asyncio.to_thread(record_request, store, event, cmd.requested_by)
         except ConstraintViolationError:
             continue  # asked twice at once: the other request's erasure is the one
         return ErasureAccepted(erasure_id, now, already_requested=False)
     raise AssertionError("an open erasure both exists and does not")  # pragma: no cover
 
 
-def _record(store: EventStore, event: SubjectErasureRequested, requested_by: str) -> None:
+def record_request(store: EventStore, event: SubjectErasureRequested, requested_by: str) -> None:
     """The event, and the job row with the request's metadata sealed as the event's is, so
     that the receipt is recorded later as part of the same audited action."""
     about, _ = store.codec.encode_all([(event.erasure_id, event)], meta.current())

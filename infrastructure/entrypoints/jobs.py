@@ -21,6 +21,7 @@ from commands.retention.archival import Archival
 from infrastructure.archives.files import ArchiveFiles
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.store import EventStore
+from infrastructure.privacy.erasure_record import ErasureRecord
 from infrastructure.providers.registry import message_deleters
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.scheduling.runner import Job, JobContext
@@ -127,6 +128,7 @@ def eraser_for(settings: Settings, store: EventStore, client: redis.Redis) -> Er
         keys=RedisKeys(settings.namespace),
         store=store,
         keyring=sealer.keyring,
+        record=ErasureRecord(settings.erasure_record_path),
         copies=partial(erase_from_copies, archives=ArchiveFiles(settings.archive_path)),
         deleters=message_deleters(settings),
         key_cache_s=settings.key_cache_s,

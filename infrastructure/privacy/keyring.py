@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -74,17 +75,36 @@ UPDATE subject_keys SET wrapped = NULL, master_key_id = NULL, destroyed_at = now
 WHERE tenant_id = %s AND subject_kind = %s AND subject_hash = %s AND wrapped IS NOT NULL
 RETURNING key_id
 """
+_DESTROY_MADE_BY = """
+UPDATE subject_keys SET wrapped = NULL, master_key_id = NULL, destroyed_at = now()
+WHERE tenant_id = %s AND subject_kind = %s AND subject_hash = %s AND wrapped IS NOT NULL
+  AND created_at <= %s
+RETURNING key_id
+"""
 _ALL_OF_SUBJECT = """
 SELECT key_id FROM subject_keys WHERE tenant_id = %s AND subject_kind = %s AND subject_hash = %s
 """
+
+
+POOL_TIMEOUT_S = 1.0
 
 
 class Keyring:
     def __init__(self, database_url: str, master: MasterKeys, ttl_s: float = KEY_TTL_S) -> None:
         self.master = master
         self._ttl_s = ttl_s
+        # A short wait for a connection: with the database down, the pool would otherwise
+        # hold a command for its default 30 s; past this the command answers 503 at once.
         self._pool = ConnectionPool(
-            database_url, min_size=0, max_size=4, open=False, kwargs={"autocommit": True}
+            database_url,
+            min_size=0,
+            max_size=4,
+            open=False,
+            kwargs={"autocommit": True},
+            timeout=POOL_TIMEOUT_S,
+            # Keys are read rarely, so a pooled connection may be one the server has closed
+            # since (a restart): check it on the way out rather than fail the caller.
+            check=ConnectionPool.check_connection,
         )
         self._opened = False
         self._lock = threading.Lock()
@@ -280,6 +300,15 @@ class Keyring:
 
     def _subject_key(self, subject: Subject) -> tuple[str, str, bytes]:
         return (subject.tenant_id, subject.kind, self.subject_hash(subject))
+
+
+def destroy_made_by(
+    conn: psycopg.Connection[Any], name: tuple[str, str, bytes], until: datetime
+) -> list[UUID]:
+    """Destroy the live keys of the subject named (tenant, kind, keyed hash) that were made
+    by `until`, in the caller's transaction; returns their ids. For a process that caches
+    no keys (a restore): keys made later seal what came after, and stay."""
+    return [row[0] for row in conn.execute(_DESTROY_MADE_BY, (*name, until))]
 
 
 def _trim(cache: dict[Any, tuple[float, Any]], now: float) -> None:

@@ -162,6 +162,16 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
         int,
         setting("How many of the newest backups `herald db backup` keeps.", "7", ge=1, le=1000),
     ] = 7
+    erasure_record_dir: Annotated[
+        str | None,
+        setting(
+            "Where erasures are recorded outside the database (erasures.jsonl, appended and "
+            "synced as each erasure destroys keys), for `herald db restore` to destroy their "
+            "keys again. Keep it beside the backups, on storage that outlives the database, "
+            "mounted by every scheduler. Unset: HERALD_DEV_DIR/erasure-record.",
+            "/var/lib/herald/erasure-record",
+        ),
+    ] = None
     verify_sample_size: Annotated[
         int,
         setting("Notifications the nightly verify-sample job replays.", "1000", ge=1, le=1000000),
@@ -202,6 +212,12 @@ class PipelineSettings(DispatchSettings, frozen=True, kw_only=True):
         if self.backup_dir is None:
             return self.dev_path / "backups"
         return Path(self.backup_dir).expanduser().resolve()
+
+    @property
+    def erasure_record_path(self) -> Path:
+        if self.erasure_record_dir is None:
+            return self.dev_path / "erasure-record"
+        return Path(self.erasure_record_dir).expanduser().resolve()
 
     @property
     def export_path(self) -> Path:
