@@ -13,6 +13,7 @@ from what the broker still has. `herald relay reset --from POSITION` does it by 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -114,7 +115,8 @@ class Relay:
                     log.warning("publishing failed; checking the broker", error=str(exc))
                     # An idempotent producer's sequence state belongs to the broker it
                     # talked to; a broker that lost its data refuses it. Start afresh.
-                    producer.purge()
+                    with contextlib.suppress(KafkaException):  # a failed producer may refuse
+                        producer.purge()
                     producer = Producer(producer_config(self._bootstrap))
                     time.sleep(1.0)
                     position = self._reconcile(conn)
@@ -179,7 +181,13 @@ class Relay:
     def _confirm(self, producer: Producer, delivery: _Delivery) -> None:
         """Wait until the broker acknowledged the round, or raise."""
         flushing = time.perf_counter()
-        remaining = producer.flush(FLUSH_TIMEOUT_S)
+        try:
+            remaining = producer.flush(FLUSH_TIMEOUT_S)
+        except (KafkaException, SystemError) as exc:
+            # A fatal producer error surfaces here, from the delivery callbacks flush runs:
+            # a broker that came back empty refuses the idempotent producer's sequence
+            # (OUT_OF_ORDER_SEQUENCE_NUMBER). The producer is done for; the caller makes one.
+            raise DeliveryFailedError(f"the producer failed: {exc.__cause__ or exc}") from exc
         self.seconds["acknowledge"] += time.perf_counter() - flushing
         for span in delivery.spans:
             if remaining or delivery.failed:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from infrastructure.log import get_logger
+from infrastructure.resuming import resuming
 from infrastructure.settings import (
     Settings,
     require_master_key,
@@ -79,7 +80,8 @@ def serve_relay(settings: Settings) -> None:
     require_servers(settings)
     stop = _stop_on_signals()
     with _health(settings, "relay"):
-        Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES).run(stop)
+        relay = Relay(settings, catalog.codec(), catalog.NOTIFICATION_EVENT_NAMES)
+        resuming("relay", relay.run)(stop)
 
 
 @contextlib.contextmanager
@@ -120,7 +122,7 @@ def serve_projector(settings: Settings) -> None:
     )
     try:
         with _health(settings, "projector"):
-            projector.run(stop)
+            resuming("notifications projection", projector.run)(stop)
     finally:
         stop.set()
         auditing.join()
@@ -139,11 +141,13 @@ def serve_dispatcher(settings: Settings) -> None:
     codec = catalog.codec_for(settings)
     dispatcher = Dispatcher(settings, codec, build_providers(settings))
     queue = DispatchQueueProjection(settings, codec, on_due=dispatcher.wake)
-    consumer = threading.Thread(target=queue.run, args=(stop,), name="dispatch-queue")
+    consumer = threading.Thread(
+        target=resuming("dispatch queue", queue.run), args=(stop,), name="dispatch-queue"
+    )
     consumer.start()
     try:
         with _health(settings, "dispatcher"):
-            dispatcher.run(stop)
+            resuming("dispatcher", dispatcher.run)(stop)
     finally:
         stop.set()
         consumer.join()
@@ -158,7 +162,8 @@ def serve_scheduler(settings: Settings) -> None:
     require_servers(settings)
     stop = _stop_on_signals()
     with polled_work(settings) as pollers, _health(settings, "scheduler"):
-        Scheduler(settings, scheduled_jobs(settings), pollers).run(stop)
+        scheduler = Scheduler(settings, scheduled_jobs(settings), pollers)
+        resuming("scheduler", scheduler.run)(stop)
 
 
 ROLES: dict[str, Callable[[Settings], None]] = {

@@ -7,19 +7,25 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from psycopg_pool import PoolTimeout
 
 from domain.errors import ConflictError, DomainError, InvalidValueError, NotFoundError
 from infrastructure.auth.principal import CredentialsRefusedError
 from infrastructure.eventstore.store import ConcurrencyError
+from infrastructure.eventstore.writer import StoreUnavailableError
 from infrastructure.log import get_logger
 
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# How long a client should wait before retrying while the database is unreachable: about
+# what a PostgreSQL restart or failover takes.
+DATABASE_RETRY_AFTER_S = 2
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -157,6 +163,20 @@ def _on_archived(request: Request[Any, Any, Any], exc: ArchivedError) -> Respons
     return problem_response(request, HTTPStatus.GONE, str(exc), archive=exc.archive)
 
 
+def _on_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # A command's events are appended all together or not at all, but a connection lost
+    # during the commit leaves unknown which: the Idempotency-Key makes the retry safe. No
+    # traceback: the cause is outside this process.
+    log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        request,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The database is unavailable. Retry after Retry-After seconds, with the same"
+        " Idempotency-Key so that a command is recorded once.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return problem_response(
@@ -172,6 +192,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ConcurrencyError: _on_concurrent_change,
     CredentialsRefusedError: _on_refused_credentials,
     ArchivedError: _on_archived,
+    StoreUnavailableError: _on_database_unavailable,
+    psycopg.OperationalError: _on_database_unavailable,
+    PoolTimeout: _on_database_unavailable,
     HTTPException: _on_http_exception,
     Exception: _on_unexpected,
 }

@@ -35,6 +35,7 @@ from infrastructure.kafka.wire import (
     producer_config,
 )
 from infrastructure.log import get_logger
+from infrastructure.resuming import LOST_SERVER
 from infrastructure.settings import Settings, require_servers
 from projections.dispatch_queue.effects import Effect, apply_effects, effect_of
 
@@ -65,7 +66,8 @@ class DispatchQueueProjection:
         self._on_due = on_due
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; on a failure, log it and set `stop` for the whole role."""
+        """Consume until `stop` is set. A lost server is raised, for the role to resume; any
+        other failure is logged and sets `stop` for the whole role."""
         topic = notifications_topic(self._namespace)
         group = consumer_group(self._namespace, DISPATCHER_GROUP)
         consumer = Consumer(consumer_config(self._bootstrap, group))
@@ -86,6 +88,8 @@ class DispatchQueueProjection:
                         with consuming("dispatch_queue.apply", messages):
                             self._consume_batch(conn, consumer, producer, messages)
                         log_each(__name__, "queue updated", headers_of(messages))
+        except LOST_SERVER:
+            raise  # the role starts this loop again once the server answers
         except Exception:
             log.exception("dispatch consumer failed; stopping")
             stop.set()

@@ -101,13 +101,14 @@ class NotificationsProjector:
         self._catching_up = True
         self._assigned = False  # whether Kafka gives this projector any partition
         self._checked_at = 0.0
-        self._redis_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self.applied = {"kafka": 0, "store": 0}
         # Seconds per stage, for benchmarks: waiting on Kafka, decoding, writing Redis,
         # writing PostgreSQL, checking the frontier.
         self.seconds = dict.fromkeys(("consume", "decode", "redis", "sql", "frontier"), 0.0)
 
     def run(self, stop: threading.Event) -> None:
+        # Made here, not once: a run that lost a server is started again (resuming).
+        self._redis_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         client = redis.Redis.from_url(self._redis_url)
         live = LiveModels(client, self._keys, NAME)
         consumer = Consumer(consumer_config(self._bootstrap, self._group))
