@@ -18,9 +18,11 @@ from perf import (
     project,
     read,
     relay,
+    scenario,
     tracing,
 )
 from perf.harness import BenchmarkError, emit
+from perf.load_shapes import SHAPES
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "archive": archive.run,
@@ -39,15 +41,28 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__)
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=[*sorted(SCENARIOS), "scenario"])
+    parser.add_argument(
+        "shape",
+        nargs="?",
+        choices=list(SHAPES),
+        help="for `scenario`: which load scenario (docs/performance.md)",
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
     args = parser.parse_args()
+    if (args.scenario == "scenario") != (args.shape is not None):
+        parser.error(f"a load shape ({'|'.join(SHAPES)}) goes with `scenario`, and only with it")
     try:
-        result = SCENARIOS[args.scenario](args.quick)
+        if args.shape is not None:
+            result = scenario.run(args.shape, args.quick)
+        else:
+            result = SCENARIOS[args.scenario](args.quick)
     except BenchmarkError as exc:
         print(f"perf: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     emit(result)
+    if result.get("passed") is False:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
