@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from infrastructure.archives.layout import NOTIFICATIONS
+from infrastructure.durable_files import sync_directory
 
 ROW_GROUP = 50_000
 _READ = 1024 * 1024
@@ -99,7 +100,7 @@ class ArchiveFiles:
                 partial.replace(final)
                 moved = True
         if moved:
-            _sync_directory(target.parent)
+            sync_directory(target.parent)
         return moved
 
     def discard(self, path: str) -> None:
@@ -174,11 +175,3 @@ def _partial(final: Path) -> Path:
 def _sync(file: Path) -> None:
     with file.open("rb+") as handle:
         os.fsync(handle.fileno())
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

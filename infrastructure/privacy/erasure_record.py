@@ -19,6 +19,8 @@ from pathlib import Path
 
 import msgspec
 
+from infrastructure.durable_files import sync_directory
+
 FILE_NAME = "erasures.jsonl"
 
 
@@ -69,7 +71,7 @@ class ErasureRecord:
             finally:
                 os.close(fd)
             if created:
-                _sync_directory(self.directory)
+                sync_directory(self.directory)
         except OSError as exc:
             raise ErasureRecordError(
                 f"{self.path}: cannot record erasure {erasure.erasure_id} ({exc.strerror or exc})"
@@ -99,12 +101,3 @@ class ErasureRecord:
                 raise ErasureRecordError(f"{self.path}: line {number} is not JSON") from None
             latest[erasure.erasure_id] = erasure
         return list(latest.values())
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the new file's name durable too, not only its contents."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -155,6 +155,21 @@ def drill_stack(base: Settings, *roles: str) -> Iterator[Drill]:
         yield Drill(settings, settings.public_url, started, supervisor, logs, metrics)
 
 
+@contextmanager
+def under_load(base: Settings) -> Iterator[tuple[Drill, Commands, dict[str, int]]]:
+    """A drill stack with every role and the simulator, commands flowing (20 accepted)
+    before the drill breaks anything; yields the drill, the load and the roles' pids."""
+    with drill_stack(base, "relay", "projector", "dispatcher", "simulator") as drill:
+        pids = drill.roles.pids
+        load = Commands(drill)
+        load.start()
+        try:
+            eventually(lambda: load.accepted() >= 20, 60, "commands to be accepted")
+            yield drill, load, pids
+        finally:
+            load.halt.set()
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -215,6 +230,11 @@ class Commands(threading.Thread):
 
     def accepted(self) -> int:
         return sum(a.status == 202 for a in list(self.answers))
+
+    def until_accepted(self, more: int) -> None:
+        """Wait until `more` further commands have been accepted."""
+        before = self.accepted()
+        eventually(lambda: self.accepted() >= before + more, 60, f"{more} more commands accepted")
 
 
 def accounted_for(drill: Drill, answers: list[Answer]) -> None:

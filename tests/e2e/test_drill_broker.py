@@ -13,8 +13,7 @@ import time
 import pytest
 
 from infrastructure.settings import Settings
-from tests.e2e.drills import Commands, accounted_for, carried_on, drill_stack
-from tests.kafka_helpers import eventually
+from tests.e2e.drills import accounted_for, carried_on, under_load
 
 pytestmark = pytest.mark.slow
 DOWN_S = 5.0
@@ -23,18 +22,13 @@ DOWN_S = 5.0
 def test_a_broker_that_comes_back_empty_is_filled_again_and_nothing_is_lost(
     api_settings: Settings,
 ) -> None:
-    with drill_stack(api_settings, "relay", "projector", "dispatcher", "simulator") as drill:
-        pids = drill.roles.pids
-        load = Commands(drill)
-        load.start()
-        eventually(lambda: load.accepted() >= 20, 60, "commands to be accepted")
+    with under_load(api_settings) as (drill, load, pids):
         drill.servers["kafka"].stop()
         down = time.monotonic()
         time.sleep(DOWN_S)
         while_down = load.sent_between(down, time.monotonic())
         drill.servers["kafka"].start()
-        before = load.accepted()
-        eventually(lambda: load.accepted() >= before + 20, 60, "more commands")
+        load.until_accepted(20)
         answers = load.stop()
 
         assert while_down

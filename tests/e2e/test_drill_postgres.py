@@ -12,8 +12,7 @@ import time
 import pytest
 
 from infrastructure.settings import Settings
-from tests.e2e.drills import Commands, accounted_for, carried_on, drill_stack
-from tests.kafka_helpers import eventually
+from tests.e2e.drills import accounted_for, carried_on, under_load
 
 pytestmark = pytest.mark.slow
 DOWN_S = 6.0
@@ -25,11 +24,7 @@ PROMPT_S = 3.0
 def test_commands_answer_503_while_postgres_is_down_and_nothing_accepted_is_lost(
     api_settings: Settings,
 ) -> None:
-    with drill_stack(api_settings, "relay", "projector", "dispatcher", "simulator") as drill:
-        pids = drill.roles.pids
-        load = Commands(drill)
-        load.start()
-        eventually(lambda: load.accepted() >= 20, 60, "commands to be accepted")
+    with under_load(api_settings) as (drill, load, pids):
         drill.servers["postgres"].stop()
         down = time.monotonic()
         time.sleep(DOWN_S)
@@ -37,10 +32,9 @@ def test_commands_answer_503_while_postgres_is_down_and_nothing_accepted_is_lost
         while_down = load.sent_between(down, time.monotonic() - PROMPT_S)
         drill.servers["postgres"].start()
         back = time.monotonic()
-        before = load.accepted()
-        eventually(lambda: load.accepted() > before, 60, "a command accepted again")
+        load.until_accepted(1)
         accepting_s = time.monotonic() - back
-        eventually(lambda: load.accepted() >= before + 20, 60, "commands accepted again")
+        load.until_accepted(20)
         answers = load.stop()
         slowest_ms = max(a.seconds for a in while_down) * 1000
         print(  # the figures docs/operations.md quotes

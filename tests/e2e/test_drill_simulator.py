@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from infrastructure.settings import Settings
-from tests.e2e.drills import Commands, accounted_for, carried_on, drill_stack
+from tests.e2e.drills import accounted_for, carried_on, under_load
 from tests.kafka_helpers import eventually
 
 pytestmark = pytest.mark.slow
@@ -24,11 +24,7 @@ CIRCUIT = "herald_provider_circuit_open"
 def test_circuits_open_while_the_provider_is_down_and_every_notification_is_sent_once(
     api_settings: Settings,
 ) -> None:
-    with drill_stack(api_settings, "relay", "projector", "dispatcher", "simulator") as drill:
-        pids = drill.roles.pids
-        load = Commands(drill)
-        load.start()
-        eventually(lambda: load.accepted() >= 20, 60, "commands to be accepted")
+    with under_load(api_settings) as (drill, load, pids):
         drill.servers["simulator"].stop()
         down = time.monotonic()
         eventually(
@@ -39,8 +35,7 @@ def test_circuits_open_while_the_provider_is_down_and_every_notification_is_sent
         opened_s = time.monotonic() - down
         drill.servers["simulator"].start()
         back = time.monotonic()
-        before = load.accepted()
-        eventually(lambda: load.accepted() >= before + 20, 60, "more commands")
+        load.until_accepted(20)
         answers = load.stop()
 
         assert {a.status for a in answers} == {202}, "commands do not wait for providers"
