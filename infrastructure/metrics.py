@@ -71,6 +71,11 @@ RELAY_PUBLISHED = Counter(
 PROJECTION_EVENTS = Counter(
     "herald_projection_events_total", "Events each projection applied.", ["projection"]
 )
+REDIS_MODELS_REBUILT = Counter(
+    "herald_projection_redis_rebuilds_total",
+    "Times a projector rebuilt its Redis models from PostgreSQL after Redis lost them.",
+    ["projection"],
+)
 
 # Delivery.
 DISPATCH_ATTEMPTS = Counter(

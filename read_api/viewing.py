@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from litestar import Request
 from litestar.exceptions import ServiceUnavailableException, ValidationException
 from litestar.params import HeaderParameter, QueryParameter
@@ -38,6 +39,9 @@ from infrastructure.redis_batch import StatusReader
 from infrastructure.redis_keys import RedisKeys
 
 POLL_S = 0.02
+# Redis out of reach or restarting: every read that starts in Redis answers from PostgreSQL
+# instead, and skips caching what it read.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 MinPosition = Annotated[
     int | None,

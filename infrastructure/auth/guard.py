@@ -8,6 +8,7 @@ request against the caller's rate limits (one Redis round trip), then checks the
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -46,6 +47,7 @@ POLICY = "policy"
 _PRINCIPAL = "herald.principal"
 _LIMIT = "herald.rate_limit"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="herald"'}
+UNAVAILABLE_LOG_S = 10.0  # while the limiter is unavailable, one warning per this many seconds
 
 
 class Policy(msgspec.Struct, frozen=True):
@@ -85,6 +87,8 @@ class AccessGate:
         self.limiter = limiter
         self.enabled = settings.rate_limit_enabled
         self.fail_open = settings.rate_limit_fail_open
+        self._let_through = 0  # requests let through since the last warning
+        self._quiet_until = 0.0
         self.anonymous = parse_tiers(settings.rate_limit_anonymous)
         self.authenticated = parse_tiers(settings.rate_limit_authenticated)
         self.login = parse_tiers(settings.rate_limit_login)
@@ -133,7 +137,15 @@ class AccessGate:
             decision = await self.limiter.hit(key, tiers)
         except (RedisError, OSError) as exc:
             if self.fail_open:
-                log.warning("rate limiter unavailable; letting the request through", error=str(exc))
+                self._let_through += 1
+                now = time.monotonic()
+                if now >= self._quiet_until:  # one line per interval, not one per request
+                    log.warning(
+                        "rate limiter unavailable; letting requests through",
+                        error=str(exc),
+                        requests=self._let_through,
+                    )
+                    self._let_through, self._quiet_until = 0, now + UNAVAILABLE_LOG_S
                 return None
             raise ServiceUnavailableException(
                 "rate limiting is unavailable", headers={"Retry-After": "1"}

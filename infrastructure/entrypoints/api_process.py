@@ -38,7 +38,13 @@ from infrastructure.eventstore import catalog
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter
-from infrastructure.kafka.topics import admin_client
+from infrastructure.kafka.offsets import OffsetReader
+from infrastructure.kafka.topics import (
+    PROJECTOR_GROUP,
+    admin_client,
+    consumer_group,
+    notifications_topic,
+)
 from infrastructure.messagebus import MessageBus
 from infrastructure.providers.status import ProviderStatus
 from infrastructure.rate_limit import RateLimiter
@@ -137,9 +143,18 @@ async def open_api_process(
         provider_circuits=providers.circuits,
         followers=partial(follower_health, database_url),
     )
+    offsets = (
+        OffsetReader(
+            bootstrap,
+            notifications_topic(settings.namespace),
+            consumer_group(settings.namespace, PROJECTOR_GROUP),
+        )
+        if bootstrap
+        else None
+    )
     operations = Operations(
-        kafka_bootstrap=bootstrap,
         namespace=settings.namespace,
+        offsets=offsets,
         provider_states=providers.states,
         schedules=settings.schedules,
         retention_defaults=settings.default_retention,
@@ -158,6 +173,8 @@ async def open_api_process(
             },
         )
     finally:
+        if offsets is not None:
+            await asyncio.to_thread(offsets.close)
         await gauges.stop()
         await revocations.stop()
         await writer.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio
+import redis.exceptions
 
 from infrastructure.providers.protection import breaker_states
 from infrastructure.providers.sandbox import provider_modes
@@ -19,8 +20,12 @@ class ProviderStatus:
         self.modes = provider_modes(settings)  # known without asking Redis
 
     async def states(self) -> dict[str, dict[str, Any]]:
-        """Per provider: `mode`, and its breaker's `state` and counts (see breaker_states)."""
-        states = await breaker_states(self._client, self._namespace, list(self.modes))
+        """Per provider: `mode`, and its breaker's `state` and counts (see breaker_states);
+        the state is "unknown" while Redis is out of reach."""
+        try:
+            states = await breaker_states(self._client, self._namespace, list(self.modes))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            states = {name: {"state": "unknown"} for name in self.modes}
         for name, mode in self.modes.items():
             states[name]["mode"] = mode
         return states

@@ -5,7 +5,9 @@ HERALD_HEALTH_TIMEOUT_MS, and answers 503 naming whatever is down. It also shows
 provider's mode (live, or the sandbox simulator) and its circuit breaker's state, and how far
 the relay and each projection are behind the log, as the composition root tells it
 (`HealthChecks`). Liveness never looks at dependencies (a
-restart would not mend them); readiness does.
+restart would not mend them). Readiness fails only without PostgreSQL: commands need nothing
+else, reads fall back to PostgreSQL while Redis is down, and the relay holds what the broker
+cannot take yet, so an api without Redis or the broker should still be sent traffic.
 """
 
 from __future__ import annotations
@@ -152,8 +154,15 @@ _DOWN = {
 }
 
 
-def _report_response(report: HealthReport) -> Response[HealthReport]:
-    status = HTTP_503_SERVICE_UNAVAILABLE if report.failing else HTTP_200_OK
+ESSENTIAL = frozenset({"postgres"})  # what the api cannot serve without
+
+
+def _report_response(
+    report: HealthReport, needed: frozenset[str] | None = None
+) -> Response[HealthReport]:
+    """503 when any of `needed` (every dependency when None) is down."""
+    down = set(report.failing) if needed is None else set(report.failing) & needed
+    status = HTTP_503_SERVICE_UNAVAILABLE if down else HTTP_200_OK
     return Response(report, status_code=status, headers={"Cache-Control": "no-store"})
 
 
@@ -184,7 +193,9 @@ class HealthController(Controller):
         policy=PROBE,
         operation_id="getReadiness",
         responses=_DOWN,
-        summary="200 when every dependency answers, so traffic may be routed here.",
+        summary="200 when PostgreSQL answers, so traffic may be routed here.",
+        description="Redis or the broker down is reported in `failing` but only degrades "
+        "the api: reads come from PostgreSQL, and the relay publishes once the broker is back.",
     )
     async def readiness(self, health: NamedDependency[HealthChecks]) -> Response[HealthReport]:
-        return _report_response(await check_health(health))
+        return _report_response(await check_health(health), ESSENTIAL)

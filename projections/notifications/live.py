@@ -17,11 +17,13 @@ import redis
 from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
 from projections.notifications.view import Applied
 
-# KEYS[1]: the projection's offsets hash. ARGV: the key prefix, how many recent ids to keep,
-# the number of (partition, next offset) pairs and the pairs, then one record per event:
-# id, version, event name, new status, recent score ('' unless created or restored), the
-# number of (field, value) pairs and the pairs.
+# KEYS[1]: the projection's offsets hash, which must exist (see redis_models.py). ARGV: the
+# key prefix, how many recent ids to keep, the number of (partition, next offset) pairs and
+# the pairs, then one record per event: id, version, event name, new status, recent score
+# ('' unless created or restored), the number of (field, value) pairs and the pairs.
 _APPLY = """
+-- No offsets hash, no whole models (Redis restarted empty): write nothing, say so.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local prefix, kept = ARGV[1], tonumber(ARGV[2])
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
@@ -84,6 +86,7 @@ while i <= #ARGV do
 end
 return applied
 """
+REPAIRED_AT = "repaired_at"  # the offsets hash's one field that is not a partition (redis_models)
 CHUNK = 1000  # events per Lua call: a long call would hold up every other Redis client
 
 
@@ -99,8 +102,14 @@ def text(value: Any) -> str:
     return str(value)
 
 
+class RedisModelsLostError(Exception):
+    """Redis no longer holds the projection's models: they are to be rebuilt from SQL."""
+
+
 class LiveModels:
     def __init__(self, client: redis.Redis, keys: RedisKeys, projection: str) -> None:
+        self.client = client
+        self.keys = keys
         self._client = client
         self._keys = keys
         self._script = client.register_script(_APPLY)
@@ -124,7 +133,10 @@ class LiveModels:
             for item, name, _, _ in items[start : start + CHUNK]:
                 args += self._record(item, name)
             self._script(keys=[self._offsets], args=args, client=pipe)
-        return sum(int(result) for result in pipe.execute())
+        results = [int(result) for result in pipe.execute()]
+        if min(results) < 0:
+            raise RedisModelsLostError(self._offsets)
+        return sum(results)
 
     def invalidate_lists(self, tenants: set[str]) -> None:
         """Move the list version of each tenant whose notifications changed, once the change
@@ -136,9 +148,16 @@ class LiveModels:
                 pipe.incr(self._keys.list_version(tenant))
             pipe.execute()
 
-    def offsets(self) -> dict[int, int]:
+    def offsets(self) -> dict[int, int] | None:
+        """Partition to the next offset the Redis models have read there; None when Redis
+        has lost the models (no offsets hash)."""
         stored = self._client.hgetall(self._offsets)
-        return {int(partition): int(offset) for partition, offset in stored.items()}
+        if not stored:
+            return None
+        return {int(p): int(o) for p, o in stored.items() if p != REPAIRED_AT.encode()}
+
+    def ping(self) -> bool:
+        return bool(self._client.ping())
 
     @staticmethod
     def _record(item: Applied, name: str) -> list[Any]:

@@ -12,6 +12,11 @@ every notification event is reflected in `notification_view`. The projector move
 compare-and-set in `tracking`) as it checks the log against the view; `projections status`
 and read-your-writes use it.
 
+Redis lost. The SQL models never wait for Redis. When Redis is out of reach, or comes back
+without the models (the offsets hash is gone), the projector goes on with PostgreSQL alone
+and, once Redis answers again, rebuilds the Redis models from the SQL ones before writing
+there again (`redis_models.py`); the api reads from SQL meanwhile.
+
 Catch-up. When the frontier has not moved for `GRACE_S` while an event past it is missing
 (Kafka lags, lost its data, or the relay is down), the projector reads the log from the
 event store itself and applies it, round after round, until nothing is missing. No read
@@ -54,6 +59,7 @@ from infrastructure.settings import Settings, require_servers
 from projections.notifications import view
 from projections.notifications.changes import change_for
 from projections.notifications.live import LiveModels
+from projections.notifications.redis_watch import REDIS_TIMEOUT_S, RedisWatch
 from projections.notifications.view import Applied
 
 log = get_logger(__name__)
@@ -109,12 +115,16 @@ class NotificationsProjector:
     def run(self, stop: threading.Event) -> None:
         # Made here, not once: a run that lost a server is started again (resuming).
         self._redis_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
-        client = redis.Redis.from_url(self._redis_url)
+        # No read timeout: a slow Redis only slows the projector. Taking it for a lost one
+        # would rebuild its models while readers still read them, stale.
+        client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=REDIS_TIMEOUT_S)
         live = LiveModels(client, self._keys, NAME)
+        self._redis = RedisWatch(live, self._redis_writer, names=self._names, topic=self._topic)
         consumer = Consumer(consumer_config(self._bootstrap, self._group))
         with psycopg.connect(self._database_url, autocommit=True) as conn:
             self._frontier = stored_position(conn, NAME)
             log.info("projection starting", projection=NAME, position=self._frontier)
+            self._redis.begin(conn)
 
             def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
                 self._resume(conn, live, consumer, partitions)
@@ -145,6 +155,7 @@ class NotificationsProjector:
                     following = time.perf_counter()
                     self._follow(conn, live)
                     self._clock("frontier", following, time.perf_counter())
+                    self._redis.mind(conn)
             finally:
                 consumer.close()
                 self._redis_writer.shutdown()
@@ -168,9 +179,11 @@ class NotificationsProjector:
                 (NAME, self._topic),
             ).fetchall()
         )
-        in_redis = live.offsets()
+        in_redis = self._redis.offsets()
         for tp in partitions:
-            sql, red = in_sql.get(tp.partition), in_redis.get(tp.partition)
+            sql = in_sql.get(tp.partition)
+            # Redis models to be rebuilt from SQL follow SQL's offsets.
+            red = in_redis.get(tp.partition) if in_redis is not None else sql
             # A store that has never seen the partition starts it from the beginning.
             tp.offset = min(sql, red) if sql is not None and red is not None else OFFSET_BEGINNING
         consumer.assign(partitions)
@@ -202,11 +215,15 @@ class NotificationsProjector:
         # deadlock on them; within a stream, versions stay in order.
         items.sort(key=lambda item: (item.applied.stream_id.int, item.applied.version))
         started = time.perf_counter()
-        redis_done = self._redis_writer.submit(
-            self._timed,
-            "redis",
-            live.apply,
-            [(i.applied, i.name, i.partition, i.next_offset) for i in items],
+        redis_done = (
+            self._redis_writer.submit(
+                self._timed,
+                "redis",
+                live.apply,
+                [(i.applied, i.name, i.partition, i.next_offset) for i in items],
+            )
+            if self._redis.whole
+            else None
         )
         offsets: dict[int, int] = {}
         for item in items:
@@ -219,14 +236,17 @@ class NotificationsProjector:
                         tenants = view.apply(conn, [item.applied for item in items])
                         self._save_offsets(conn, offsets)
                     self._clock("sql", started, time.perf_counter())
-                    live.invalidate_lists(tenants)
+                    # Even while its models are being rebuilt, a Redis that answers must
+                    # stop serving list pages cached before this commit.
+                    self._redis.write(live.invalidate_lists, tenants)
                 except psycopg.errors.DeadlockDetected:
                     log.warning("deadlock applying a round; retrying", attempt=attempt + 1)
                     continue
                 return
             raise RuntimeError(f"a round deadlocked {DEADLOCK_RETRIES} times")
         finally:
-            redis_done.result()  # and raise what Redis raised
+            if redis_done is not None:
+                self._redis.write(lambda _: redis_done.result(), None)
 
     def _timed(self, stage: str, work: Callable[[Any], int], argument: Any) -> int:
         started = time.perf_counter()

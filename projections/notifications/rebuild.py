@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import redis
@@ -18,9 +18,9 @@ from psycopg import sql
 
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import save_position
-from infrastructure.redis_keys import RECENT_KEPT, RedisKeys
+from infrastructure.redis_keys import RedisKeys
 from projections.notifications.projector import NAME
-from projections.notifications.refill import HASHED_COLUMNS, HashRefill
+from projections.notifications.redis_models import rebuild_redis
 from projections.notifications.shadow import (
     TABLES,
     VIEWS,
@@ -91,63 +91,6 @@ def rebuild(
             finally:
                 client.close()
         return position
-
-
-def rebuild_redis(
-    conn: psycopg.Connection[Any],
-    client: redis.Redis,
-    keys: RedisKeys,
-    seen: Counter[tuple[str, str]],
-) -> None:
-    """The Redis models from the SQL ones: status hashes refilled unless the projector has
-    already written a newer version; every per-tenant key built aside and renamed over the
-    old one, so a reader sees the old key or the new one, never a half-built one."""
-    refill = HashRefill(client, keys)
-    with conn.cursor(name="herald_rebuild_redis") as cursor, conn.transaction():
-        cursor.execute(sql.SQL("SELECT {} FROM notification_view").format(HASHED_COLUMNS))
-        while rows := cursor.fetchmany(2000):
-            refill.rows(rows)
-    built: dict[str, dict[str, int]] = {}
-    for tenant, status, count in conn.execute(
-        "SELECT tenant_id, status, count(*) FROM notification_view GROUP BY 1, 2"
-    ).fetchall():
-        built.setdefault(keys.dashboard(tenant), {})[f"status:{status}"] = count
-    for (tenant, name), count in seen.items():
-        built.setdefault(keys.dashboard(tenant), {})[f"events:{name}"] = count
-    for tenant, recipient, count in conn.execute(
-        "SELECT tenant_id, encode(recipient_hash, 'hex'), count(*) FROM notification_view"
-        " WHERE status IN ('sent', 'delivered') GROUP BY 1, 2"
-    ).fetchall():
-        built.setdefault(keys.unread(tenant), {})[recipient or ""] = count
-    recent: dict[str, dict[str, int]] = {}
-    for tenant, recipient, notification_id, requested_at in conn.execute(
-        "SELECT tenant_id, encode(recipient_hash, 'hex'), notification_id, requested_at FROM ("
-        " SELECT *, row_number() OVER (PARTITION BY tenant_id, recipient_hash"
-        " ORDER BY requested_at DESC) AS rank FROM notification_view"
-        " WHERE status <> 'erased') newest WHERE rank <= %s",
-        (RECENT_KEPT,),
-    ).fetchall():
-        score = int(requested_at.timestamp() * 1000)
-        recent.setdefault(keys.recent(tenant, recipient or ""), {})[str(notification_id)] = score
-    pipe = client.pipeline(transaction=False)
-    for key, fields in built.items():
-        pipe.delete(f"{key}:rebuild")
-        pipe.hset(f"{key}:rebuild", mapping=cast("Any", fields))  # redis-py's key type is narrower
-        pipe.rename(f"{key}:rebuild", key)
-    for key, members in recent.items():
-        pipe.delete(f"{key}:rebuild")
-        pipe.zadd(f"{key}:rebuild", members)
-        pipe.rename(f"{key}:rebuild", key)
-    pipe.execute()
-    kept = set(built) | set(recent)
-    for pattern in ("dashboard:*", "unread:*", "recent:*", "list:*"):
-        stale = [
-            key
-            for key in client.scan_iter(match=f"{keys.prefix}{pattern}", count=1000)
-            if key.decode() not in kept
-        ]
-        for start in range(0, len(stale), 1000):
-            client.delete(*stale[start : start + 1000])
 
 
 def _lock(conn: psycopg.Connection[Any], live: str) -> None:

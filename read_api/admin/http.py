@@ -10,23 +10,25 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
 from litestar import get
 from litestar.di import NamedDependency
 
 from domain.identity.roles import Role
 from domain.retention import RetentionPolicy
 from infrastructure.auth.guard import allow
+from infrastructure.eventstore.catalog import NOTIFICATION_EVENT_NAMES
+from infrastructure.eventstore.store import EVENTS_TABLE
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, RELAY
+from infrastructure.kafka.offsets import OffsetReader
 from infrastructure.kafka.topics import PROJECTOR_GROUP, consumer_group, notifications_topic
 from infrastructure.metrics import cache_counts
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from read_api.notifications.http import list_notifications
-from read_api.viewing import Reader, ReadModels, Viewer, log_head
+from read_api.viewing import REDIS_DOWN, Reader, ReadModels, Viewer, log_head
 
 ADMINS = allow(Role.ADMIN, Role.OPERATOR)
 
@@ -35,8 +37,8 @@ ADMINS = allow(Role.ADMIN, Role.OPERATOR)
 class Operations:
     """The `operations` dependency: where to look for the broker's offsets and the providers."""
 
-    kafka_bootstrap: str | None
     namespace: str
+    offsets: OffsetReader | None  # the notifications topic's, for the projectors' group
     # Per provider: mode, circuit state and call counts, all dispatchers together.
     provider_states: Callable[[], Awaitable[dict[str, dict[str, Any]]]]
     schedules: dict[str, str]  # each scheduled job's crontab fields, UTC
@@ -47,6 +49,9 @@ class Dashboard(msgspec.Struct, frozen=True):
     statuses: dict[str, int]  # notifications in each status now
     events: dict[str, int]  # events seen, per type
     unread_recipients: int  # recipients with at least one sent, unopened notification
+    # Where the counters came from: the projector's Redis counters, or PostgreSQL while
+    # Redis is out of reach (counted there on every request, so slower).
+    source: Literal["redis", "postgresql"] = "redis"
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -104,13 +109,17 @@ class Metrics(msgspec.Struct, frozen=True):
     tags=["admin"],
     operation_id="getDashboard",
     summary="Live counters for the tenant, from Redis.",
+    description="Counted in PostgreSQL while Redis is out of reach (`source` says which).",
 )
 async def dashboard(reader: NamedDependency[Reader]) -> Dashboard:
     tenant, keys = reader.tenant, reader.models.keys
     pipe = reader.models.redis.pipeline(transaction=False)
     pipe.hgetall(keys.dashboard(tenant))
     pipe.hlen(keys.unread(tenant))
-    counters, unread = await pipe.execute()
+    try:
+        counters, unread = await pipe.execute()
+    except REDIS_DOWN:
+        return await _dashboard_from_sql(reader.models, tenant)
     statuses: dict[str, int] = {}
     events: dict[str, int] = {}
     for raw_name, raw_value in counters.items():
@@ -121,6 +130,45 @@ async def dashboard(reader: NamedDependency[Reader]) -> Dashboard:
         elif kind == "events":
             events[name] = value
     return Dashboard(statuses=statuses, events=events, unread_recipients=int(unread))
+
+
+# The log's events of the tenant's notifications, by kind, as the projector counts them: of
+# those in the view and those archived (a restored one is in the view again).
+_EVENTS = (
+    "SELECT split_part(e.topic, '@', 1), count(*)"  # noqa: S608 - constant table name
+    f" FROM {EVENTS_TABLE} e JOIN ("
+    " SELECT notification_id FROM notification_view WHERE tenant_id = %(tenant)s"
+    " UNION ALL SELECT notification_id FROM archived_notifications"
+    " WHERE tenant_id = %(tenant)s AND restored_position IS NULL"
+    ") owned ON owned.notification_id = e.originator_id"
+    " WHERE split_part(e.topic, '@', 1) = ANY(%(names)s) GROUP BY 1"
+)
+
+
+async def _dashboard_from_sql(models: ReadModels, tenant: str) -> Dashboard:
+    async with models.db.connection() as conn:
+        statuses = await (
+            await conn.execute(
+                "SELECT status, count(*) FROM notification_view WHERE tenant_id = %s GROUP BY 1",
+                (tenant,),
+            )
+        ).fetchall()
+        events = await (
+            await conn.execute(_EVENTS, {"tenant": tenant, "names": list(NOTIFICATION_EVENT_NAMES)})
+        ).fetchall()
+        unread = await (
+            await conn.execute(
+                "SELECT count(DISTINCT recipient_hash) FROM notification_view"
+                " WHERE tenant_id = %s AND status IN ('sent', 'delivered')",
+                (tenant,),
+            )
+        ).fetchone()
+    return Dashboard(
+        statuses={status: int(count) for status, count in statuses},
+        events={name: int(count) for name, count in events},
+        unread_recipients=int(unread[0]) if unread else 0,
+        source="postgresql",
+    )
 
 
 @get(
@@ -150,29 +198,6 @@ async def dead_letters(
     return DeadLetterPage(items=[DeadLetter(*row[:-1]) for row in page], next_cursor=following)
 
 
-def _partition_stats(bootstrap: str, topic: str, group: str) -> list[PartitionStats]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 3})
-    try:
-        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=5)}
-        stats = []
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=5)
-            done = committed.get(tp.partition)
-            done = done if done is not None and done >= 0 else None
-            stats.append(
-                PartitionStats(
-                    tp.partition, low, high, done, None if done is None else max(0, high - done)
-                )
-            )
-        return stats
-    finally:
-        consumer.close()
-
-
 async def _positions(models: ReadModels) -> tuple[int, dict[str, int]]:
     head = await log_head(models)
     async with models.db.connection() as conn:
@@ -198,10 +223,18 @@ async def queue_stats(
 ) -> QueueStats:
     topic = notifications_topic(operations.namespace)
     group = consumer_group(operations.namespace, PROJECTOR_GROUP)
-    bootstrap = operations.kafka_bootstrap
-    partitions = (
-        await asyncio.to_thread(_partition_stats, bootstrap, topic, group) if bootstrap else []
-    )
+    reader = operations.offsets
+    found = await asyncio.to_thread(reader.read) if reader is not None else []
+    partitions = [
+        PartitionStats(
+            p.partition,
+            p.low,
+            p.high,
+            p.committed,
+            None if p.committed is None else max(0, p.high - p.committed),
+        )
+        for p in found
+    ]
     head, positions = await _positions(viewer.models)
     followers = [Follower(name, p, max(0, head - p)) for name, p in sorted(positions.items())]
     return QueueStats(

@@ -1,18 +1,20 @@
 """Notification queries, served from the read models the notifications projection keeps.
 
 - `GET /notifications/{id}`: Redis first (the projector's status hash, or the API's own
-  short-lived copy of an earlier SQL read), then `notification_view`; hits and misses are
-  counted.
+  short-lived copy of an earlier SQL read), then `notification_view`; hits, misses counted.
 - `GET /notifications`: filtered, keyset-paged by creation position. The first page pins a
   snapshot (the projection's position then); later pages list only notifications created up
   to it, so inserts between pages neither shift nor repeat anything, and nothing up to the
   snapshot is missing, because the projection's position guarantees it is all there.
 - `GET /me/notifications`: the same listing, of what was sent to the caller's own email.
 - `GET /recipients/{recipient}/inbox`: a recipient's newest notifications, from Redis.
+
+While Redis is out of reach (`REDIS_DOWN`) each answers from PostgreSQL and caches nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -34,7 +36,7 @@ from infrastructure.metrics import LIST_CACHE, READ_CACHE
 from infrastructure.redis_keys import RECENT_KEPT
 from infrastructure.web.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_token, paginate
 from read_api.archived import raise_if_archived
-from read_api.viewing import Reader, ReadModels, Viewer
+from read_api.viewing import REDIS_DOWN, Reader, ReadModels, Viewer
 
 READERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR, Role.SENDER)
 
@@ -104,7 +106,10 @@ async def get_notification(
     tenant, models = reader.tenant, reader.models
     keys = models.keys
     cache_key = keys.cached_status(notification_id)
-    stored, cached = await models.statuses.get(keys.status(notification_id), cache_key)
+    try:
+        stored, cached = await models.statuses.get(keys.status(notification_id), cache_key)
+    except REDIS_DOWN:
+        stored, cached = {}, None
     copy = _cached.decode(cached) if cached else None
     if copy is not None and copy.view.position < reader.wanted:
         copy = None  # a copy from before the write this read waited for: ask SQL again
@@ -131,7 +136,10 @@ async def get_notification(
     view = NotificationView(*row)
     # Cache-aside in a key of its own: the status hash is the projector's alone, so this
     # copy can never make the projector skip an event.
-    await models.redis.set(cache_key, msgspec.json.encode(_Cached(tenant, view)), ex=CACHE_TTL_S)
+    with contextlib.suppress(*REDIS_DOWN):
+        await models.redis.set(
+            cache_key, msgspec.json.encode(_Cached(tenant, view)), ex=CACHE_TTL_S
+        )
     return view
 
 
@@ -244,19 +252,24 @@ async def list_page(
     keys = models.keys
     # The tenant's list version is read before the list: a change committed after this read
     # moves the version, so a page cached now is never served for a newer version.
-    version, cached = await models.redis.eval(
-        _CACHED_PAGE, 1, keys.list_version(tenant), keys.list_pages(tenant), query.key()
-    )
+    try:
+        version, cached = await models.redis.eval(
+            _CACHED_PAGE, 1, keys.list_version(tenant), keys.list_pages(tenant), query.key()
+        )
+    except REDIS_DOWN:
+        LIST_CACHE.labels("miss").inc()
+        return await _query_page(models, tenant, query, position)
     if cached is not None:
         LIST_CACHE.labels("hit").inc()
         return _page_decoder.decode(cached)
     LIST_CACHE.labels("miss").inc()
     page = await _query_page(models, tenant, query, position)
-    await models.redis.set(
-        keys.list_page(tenant, version.decode(), query.key()),
-        msgspec.json.encode(page),
-        ex=LIST_CACHE_TTL_S,
-    )
+    with contextlib.suppress(*REDIS_DOWN):
+        await models.redis.set(
+            keys.list_page(tenant, version.decode(), query.key()),
+            msgspec.json.encode(page),
+            ex=LIST_CACHE_TTL_S,
+        )
     return page
 
 
@@ -317,19 +330,31 @@ class Inbox(msgspec.Struct, frozen=True):
     tags=["notifications"],
     operation_id="getInbox",
     summary="A recipient's newest notifications and unread count, from Redis.",
+    description="From PostgreSQL while Redis is out of reach.",
 )
 async def recipient_inbox(
     recipient: FromPath[str],
     viewer: NamedDependency[Viewer],
     limit: Annotated[int, QueryParameter(ge=1, le=RECENT_KEPT)] = 20,
 ) -> Inbox:
-    tenant, keys = viewer.tenant, viewer.models.keys
+    tenant = viewer.tenant
     filed_as = await viewer.models.recipient_key(tenant, recipient)
-    pipe = viewer.models.redis.pipeline(transaction=False)
+    try:
+        unread, items = await _inbox_from_redis(viewer.models, tenant, filed_as, limit)
+    except REDIS_DOWN:
+        unread, items = await _inbox_from_sql(viewer.models, tenant, filed_as, limit)
+    return Inbox(recipient=recipient, unread=unread, items=items)
+
+
+async def _inbox_from_redis(
+    models: ReadModels, tenant: str, filed_as: str, limit: int
+) -> tuple[int, list[NotificationView]]:
+    keys = models.keys
+    pipe = models.redis.pipeline(transaction=False)
     pipe.zrevrange(keys.recent(tenant, filed_as), 0, limit - 1)
     pipe.hget(keys.unread(tenant), filed_as)
     ids, unread = await pipe.execute()
-    pipe = viewer.models.redis.pipeline(transaction=False)
+    pipe = models.redis.pipeline(transaction=False)
     for notification_id in ids:
         pipe.hgetall(keys.status(notification_id.decode()))
     hashes = await pipe.execute() if ids else []
@@ -338,7 +363,32 @@ async def recipient_inbox(
         for notification_id, stored in zip(ids, hashes, strict=True)
         if stored  # a hash evicted since: the list shows what Redis still has
     ]
-    return Inbox(recipient=recipient, unread=int(unread or 0), items=items)
+    return int(unread or 0), items
+
+
+async def _inbox_from_sql(
+    models: ReadModels, tenant: str, filed_as: str, limit: int
+) -> tuple[int, list[NotificationView]]:
+    """What the Redis inbox holds, from `notification_view`: the newest `limit` of the
+    recipient's notifications, and how many are sent or delivered and not yet opened."""
+    recipient = bytes.fromhex(filed_as)
+    async with models.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                f"SELECT {_COLUMNS} FROM notification_view"  # noqa: S608 - constant columns
+                " WHERE tenant_id = %s AND recipient_hash = %s AND status <> 'erased'"
+                " ORDER BY created_position DESC LIMIT %s",
+                (tenant, recipient, limit),
+            )
+        ).fetchall()
+        counted = await (
+            await conn.execute(
+                "SELECT count(*) FROM notification_view WHERE tenant_id = %s"
+                " AND recipient_hash = %s AND status IN ('sent', 'delivered')",
+                (tenant, recipient),
+            )
+        ).fetchone()
+    return int(counted[0]) if counted else 0, [NotificationView(*row) for row in rows]
 
 
 ROUTES = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from infrastructure.settings import Settings
@@ -28,6 +29,7 @@ def test_commands_answer_503_while_postgres_is_down_and_nothing_accepted_is_lost
         drill.servers["postgres"].stop()
         down = time.monotonic()
         time.sleep(DOWN_S)
+        readiness = httpx.get(f"{drill.url}/health/readiness", timeout=10)
         # Sent once PostgreSQL was down, early enough to have been answered before it came back.
         while_down = load.sent_between(down, time.monotonic() - PROMPT_S)
         drill.servers["postgres"].start()
@@ -43,6 +45,8 @@ def test_commands_answer_503_while_postgres_is_down_and_nothing_accepted_is_lost
             f" {load.accepted()} accepted in all"
         )
 
+        assert readiness.status_code == 503, "an api without PostgreSQL must not take traffic"
+        assert "postgres" in readiness.json()["failing"]
         assert while_down, f"no command was sent while PostgreSQL was down; see {drill.logs}"
         assert {a.status for a in while_down} == {503}, f"{while_down}; see {drill.logs}"
         assert all(a.retry_after for a in while_down)
