@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -25,9 +25,10 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
 from commands.webhooks import provider_reports as reports
+from commands.webhooks.bodies import SENDGRID_BODY, TWILIO_BODY
 from commands.webhooks.handlers import RecordProviderReport
 from commands.webhooks.provider_reports import NotSentYetError, Report, UnaddressedReportError
 from domain.errors import NotFoundError
@@ -69,6 +70,9 @@ class WebhookReceipt(msgspec.Struct, frozen=True):
     recorded: int  # of them, how many changed a notification
 
 
+# Read from the query as the signature covers it (`request.scope`); declared for the document.
+_WHICH = "Set by Herald in the callback URL it gives Twilio; a report naming no notification "
+_WHICH += "Herald knows is answered 200 and ignored."
 # An unsigned request is a 401, a bad signature a 403; a body bigger than the API takes, 413.
 _SIGNED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
@@ -83,6 +87,7 @@ class ProviderWebhooks(Controller):
         status_code=OK,
         operation_id="receiveSendGridEvents",
         responses=problems(*_SIGNED, HTTPStatus.BAD_REQUEST),
+        request_body=SENDGRID_BODY,
         summary="SendGrid Event Webhook: delivered, open, bounce and dropped events.",
         description="A JSON array of events, signed with SendGrid's ECDSA key "
         "(X-Twilio-Email-Event-Webhook-Signature and -Timestamp). 503 with Retry-After "
@@ -108,6 +113,7 @@ class ProviderWebhooks(Controller):
         status_code=OK,
         operation_id="receiveTwilioStatus",
         responses=problems(*_SIGNED),
+        request_body=TWILIO_BODY,
         summary="Twilio status callback for one SMS: delivered, undelivered or failed.",
         description="Form-encoded, signed with X-Twilio-Signature over the URL Herald gave "
         "Twilio (`?notification_id=...&attempt=...`) and the form. 503 with Retry-After "
@@ -117,6 +123,8 @@ class ProviderWebhooks(Controller):
         self,
         request: Request[Any, Any, Any],
         intake: NamedDependency[Intake],
+        notification_id: Annotated[str | None, QueryParameter(description=_WHICH)] = None,
+        attempt: Annotated[str | None, QueryParameter(description=_WHICH)] = None,
     ) -> WebhookReceipt:
         # Percent-encoded form data is ASCII; parse_qsl decodes its escapes as UTF-8.
         fields = parse_qsl((await request.body()).decode("latin-1"), keep_blank_values=True)

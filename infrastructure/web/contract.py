@@ -168,9 +168,16 @@ def _complete(operation: Operation, handler: HTTPRouteHandler) -> None:
         responses.pop("400", None)
     _set_content_types(operation, handler)
     body = handler.opt.get(REQUEST_BODY)
-    if isinstance(body, Schema):
+    if isinstance(body, Schema):  # JSON
         content = {"application/json": OpenAPIMediaType(schema=body)}
         operation.request_body = RequestBody(content=content, required=True)
+    elif isinstance(body, RequestBody):  # in a media type of its own
+        operation.request_body = body
+    if policy.roles is None:
+        # The document's default is a bearer token; a route open to anyone says otherwise:
+        # a token is optional (anyone, or a caller known by it), or never read at all.
+        optional = policy.credentials and policy != PROBE
+        operation.security = [{}, {"bearer": []}] if optional else []
     for status, response in responses.items():
         _add_headers(response, _headers_for(status, policy))
 

@@ -105,6 +105,13 @@ def _fuzz(operation: Operation, mode: GenerationMode, fuzzer: Fuzzer) -> None:
     each()
 
 
+def _takes_input(operation: Operation) -> bool:
+    """Whether a request to the operation has anything that could be made invalid. The
+    probes and the open routes without a body have none: no negative case exists for them."""
+    sets = (operation.path_parameters, operation.headers, operation.cookies, operation.query)
+    return any(len(parameters) for parameters in sets) or len(operation.body) > 0
+
+
 def test_every_answer_conforms_to_the_document(
     contract: Any, fuzzer: Fuzzer, projector: None
 ) -> None:
@@ -114,6 +121,8 @@ def test_every_answer_conforms_to_the_document(
     for result in contract.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            if mode is GenerationMode.NEGATIVE and not _takes_input(operation):
+                continue
             try:
                 _fuzz(operation, mode, fuzzer)
             except (AssertionError, BaseExceptionGroup) as exc:

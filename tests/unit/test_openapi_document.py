@@ -92,6 +92,22 @@ def test_the_batch_body_is_documented(document: dict[str, Any]) -> None:
     assert items["items"] == {"$ref": "#/components/schemas/NotificationRequest"}
 
 
+def test_every_body_a_handler_reads_is_documented(document: dict[str, Any]) -> None:
+    """Webhooks read their bodies as bytes (the signature covers them); the document still
+    names what they carry."""
+    operations = _operations(document)
+    webhooks = [o for o in operations.values() if "webhooks" in o.get("tags", [])]
+    assert len(webhooks) == 3
+    for operation in webhooks:
+        assert "requestBody" in operation, operation["operationId"]
+    sendgrid = operations["receiveSendGridEvents"]["requestBody"]["content"]
+    assert sendgrid["application/json"]["schema"]["items"]["required"] == ["event"]
+    twilio = operations["receiveTwilioStatus"]
+    form = twilio["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert "MessageStatus" in form["properties"]
+    assert {p["name"] for p in twilio["parameters"]} >= {"notification_id", "attempt"}
+
+
 def test_constraints_the_server_checks_are_in_the_schema(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert schemas["RegisterRequest"]["properties"]["password"]["minLength"] == MIN_PASSWORD_CHARS
@@ -111,3 +127,15 @@ def test_streamed_answers_document_their_media_types(document: dict[str, Any]) -
 def test_a_requests_answer_documents_its_location_and_replays(document: dict[str, Any]) -> None:
     accepted = _operations(document)["requestNotification"]["responses"]["202"]["headers"]
     assert {"Location", "Idempotent-Replayed", "RateLimit-Limit"} <= set(accepted)
+
+
+def test_routes_open_to_anyone_say_so(document: dict[str, Any]) -> None:
+    """A bearer token is the document's default; probes and webhooks read none, and the
+    login routes take one only if it is there."""
+    operations = _operations(document)
+    assert document["security"] == [{"bearer": []}]
+    assert "security" not in operations["requestNotification"]
+    for probe in PROBES:
+        assert operations[probe]["security"] == [], probe
+    assert operations["receiveSendGridEvents"]["security"] == []
+    assert operations["login"]["security"] == [{}, {"bearer": []}]
