@@ -2,7 +2,9 @@
 
 The replay runs up to the live projection's position; then order-independent digests of
 the live tables, the shadow and the Redis status hashes are compared. Notifications that
-changed after that position are left out of the comparison and counted.
+changed after that position are left out of the comparison and counted: those the live
+view shows past it when the replay ends, and those whose Redis hash is past it when read
+(the projector goes on meanwhile, and writes Redis alongside PostgreSQL).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ HASH_FIELDS = (
     "position",
     "version",
 )
+_POSITION = HASH_FIELDS.index("position")
 SHOWN = 10  # differing rows a report lists
 
 
@@ -75,41 +78,53 @@ def verify(
         live = live_schema(conn)
         with shadow(conn) as schema:
             replay(conn, codec, names, after=0, upto=position, progress=progress, total=total)
-            changed = [
-                r[0]
-                for r in conn.execute(
-                    sql.SQL(
-                        "SELECT notification_id FROM {}.notification_view WHERE position > %s"
-                    ).format(sql.Identifier(live)),
-                    (position,),
-                ).fetchall()
-            ]
-            comparisons = [
-                _compare(
-                    conn, "notification_view", _VIEW_ROWS, live=live, schema=schema, exclude=changed
-                ),
-                _compare(
-                    conn,
-                    "notification_attempts",
-                    _ATTEMPT_ROWS,
-                    live=live,
-                    schema=schema,
-                    exclude=changed,
-                ),
-            ]
-            if not changed:  # the totals can be compared only while nothing moves
-                comparisons.append(
+            # One snapshot of the live tables for the list of what moved and the comparisons.
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction():
+                changed = [
+                    r[0]
+                    for r in conn.execute(
+                        sql.SQL(
+                            "SELECT notification_id FROM {}.notification_view WHERE position > %s"
+                        ).format(sql.Identifier(live)),
+                        (position,),
+                    ).fetchall()
+                ]
+                comparisons = [
                     _compare(
                         conn,
-                        "notification_stats",
-                        _STATS_ROWS,
+                        "notification_view",
+                        _VIEW_ROWS,
                         live=live,
                         schema=schema,
-                        exclude=[],
+                        exclude=changed,
+                    ),
+                    _compare(
+                        conn,
+                        "notification_attempts",
+                        _ATTEMPT_ROWS,
+                        live=live,
+                        schema=schema,
+                        exclude=changed,
+                    ),
+                ]
+                if not changed:  # the totals can be compared only while nothing moves
+                    comparisons.append(
+                        _compare(
+                            conn,
+                            "notification_stats",
+                            _STATS_ROWS,
+                            live=live,
+                            schema=schema,
+                            exclude=[],
+                        )
                     )
-                )
             if redis_url is not None:
-                comparisons.append(_compare_redis(conn, redis_url, namespace, schema, changed))
+                hashes, moved = _compare_redis(
+                    conn, redis_url, namespace, schema, changed, upto=position
+                )
+                comparisons.append(hashes)
+                changed += moved
                 if not changed:
                     comparisons.append(_compare_dashboards(conn, redis_url, namespace, schema))
         return VerifyReport(position, len(changed), comparisons)
@@ -166,8 +181,11 @@ def _compare_redis(
     namespace: str,
     schema: str,
     exclude: list[Any],
-) -> Comparison:
-    """Each notification's Redis status hash against the replayed view row."""
+    *,
+    upto: int,
+) -> tuple[Comparison, list[Any]]:
+    """Each notification's Redis status hash against the replayed view row, but for hashes
+    that have moved past `upto` since the view was read: those are returned."""
     keys = RedisKeys(namespace)
     client = redis.Redis.from_url(redis_url)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in HASH_FIELDS)
@@ -180,6 +198,7 @@ def _compare_redis(
     ).fetchall()
     live_total = replayed_total = 0
     differing: list[str] = []
+    moved: list[Any] = []
     try:
         for start in range(0, len(replayed), 1000):
             chunk = replayed[start : start + 1000]
@@ -187,6 +206,10 @@ def _compare_redis(
             for row in chunk:
                 pipe.hmget(keys.status(row[0]), *HASH_FIELDS)
             for row, stored in zip(chunk, pipe.execute(), strict=True):
+                at = stored[_POSITION]
+                if at is not None and int(at) > upto:
+                    moved.append(row[0])
+                    continue
                 expected = "|".join(_normal(v) for v in row[1:])
                 found = "|".join(_normal(v) for v in stored)
                 replayed_total += _hash(expected)
@@ -195,13 +218,13 @@ def _compare_redis(
                     differing.append(f"{row[0]}: redis has {found!r}, replay {expected!r}")
     finally:
         client.close()
-    count = len(replayed)
+    count = len(replayed) - len(moved)
     return Comparison(
         "redis status hashes",
         Digest(count, live_total & (2**64 - 1)),
         Digest(count, replayed_total & (2**64 - 1)),
         differing,
-    )
+    ), moved
 
 
 def _compare_dashboards(
