@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 
 Format = Literal["csv", "ndjson", "json", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "ndjson", "json", "parquet")
+# Without parameters: litestar adds "; charset=utf-8" to every text/* type itself.
 CONTENT_TYPES: dict[Format, str] = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
     "ndjson": "application/x-ndjson",
     "json": "application/json",
     "parquet": "application/vnd.apache.parquet",

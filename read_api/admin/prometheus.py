@@ -27,7 +27,8 @@ from read_api.viewing import Viewer
 async def prometheus_metrics(viewer: NamedDependency[Viewer]) -> Response[bytes]:
     await refresh_job_gauges(viewer.models.db)
     body, content_type = exposition()
-    return Response(body, media_type=content_type)
+    # As a header, not a media type: litestar would add a second charset to a text/* one.
+    return Response(body, headers={"Content-Type": content_type})
 
 
 ROUTES = [prometheus_metrics]

@@ -73,7 +73,7 @@ def test_an_export_is_the_read_model_at_its_position_and_the_same_bytes_again(
     admin, sender, made = tenant_with_data
     first = _export(api_url, admin, format="csv")
     assert first.status_code == 200, first.text
-    assert first.headers["content-type"].startswith("text/csv")
+    assert first.headers.get_list("content-type") == ["text/csv; charset=utf-8"]
     position = int(first.headers["herald-position"])
     rows = _csv(first)
     assert {r["id"] for r in rows} == {m["id"] for m in made}

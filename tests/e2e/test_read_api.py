@@ -90,7 +90,12 @@ def test_the_projector_consumes_everything_the_relay_publishes(
 
 def _counter(api_url: str, admin: Account, result: str, metric: str = "read") -> float:
     """The API's herald_{metric}_cache_total for `result`, from GET /metrics."""
-    text = _get(api_url, admin, "/metrics").text
+    response = _get(api_url, admin, "/metrics")
+    # Prometheus's own type, with its one charset.
+    assert response.headers.get_list("content-type") == [
+        "text/plain; version=1.0.0; charset=utf-8"
+    ]
+    text = response.text
     for line in text.splitlines():
         if line.startswith(f'herald_{metric}_cache_total{{result="{result}"}}'):
             return float(line.rsplit(" ", 1)[1])
