@@ -37,6 +37,7 @@ from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION
 from infrastructure.metrics import READ_WAITS
 from infrastructure.redis_batch import StatusReader
 from infrastructure.redis_keys import RedisKeys
+from infrastructure.web.contract import MAX_POSITION
 
 POLL_S = 0.02
 # Redis out of reach or restarting: every read that starts in Redis answers from PostgreSQL
@@ -47,6 +48,7 @@ MinPosition = Annotated[
     int | None,
     QueryParameter(
         ge=0,
+        le=MAX_POSITION,
         required=False,
         description="Wait until the read models reflect the log up to this position "
         "(the `position` a command returned).",
@@ -54,7 +56,13 @@ MinPosition = Annotated[
 ]
 MinPositionHeader = Annotated[
     int | None,
-    HeaderParameter(name="Min-Position", ge=0, required=False, description="Same as min_position."),
+    HeaderParameter(
+        name="Min-Position",
+        ge=0,
+        le=MAX_POSITION,
+        required=False,
+        description="Same as min_position.",
+    ),
 ]
 
 

@@ -5,13 +5,14 @@ consistent at one log position, which the `Herald-Position` header names."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import msgspec
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import Schema
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -24,7 +25,7 @@ from infrastructure.auth.guard import allow
 from infrastructure.exports.formats import CONTENT_TYPES, Format
 from infrastructure.exports.stream import ExportSpec, Kind, PositionNotReachedError
 from infrastructure.web.commands import Commands
-from infrastructure.web.contract import NAME_FILTER, NameFilter
+from infrastructure.web.contract import MAX_POSITION, NAME_FILTER, NameFilter
 from infrastructure.web.ranges import From, To, check_range
 
 EXPORTERS = allow(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
@@ -36,7 +37,9 @@ FormatParam = Annotated[Format, QueryParameter(description="csv, ndjson, json or
 Position = Annotated[
     int | None,
     QueryParameter(
-        ge=0, description="Export the read model as of this log position; default: the latest."
+        ge=0,
+        le=MAX_POSITION,
+        description="Export the read model as of this log position; default: the latest.",
     ),
 ]
 Archived = Annotated[
@@ -53,8 +56,18 @@ class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     channel: Channel | None = None
     action: NameFilter | None = None
     actor: NameFilter | None = None
-    position: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    position: Annotated[int, msgspec.Meta(ge=0, le=MAX_POSITION)] | None = None
     include_archived: bool = False
+
+    # Read by infrastructure/web/struct_schemas.py: archives hold notifications only.
+    OPENAPI_RULES: ClassVar[list[Schema]] = [
+        Schema(
+            any_of=[
+                Schema(properties={"include_archived": Schema(const=False)}),
+                Schema(properties={"kind": Schema(const="notifications")}),
+            ]
+        )
+    ]
 
 
 class ExportJobAccepted(msgspec.Struct, frozen=True):

@@ -4,7 +4,7 @@ constraints each field has: they validate a request and write the OpenAPI docume
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import msgspec
@@ -12,7 +12,10 @@ from litestar.datastructures import ResponseHeader
 from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from litestar.params import HeaderParameter
 
+from domain.identity.roles import AROUND, EMAIL_PATTERN
 from domain.notifications.values import (
+    DEVICE_TOKEN_PATTERN,
+    E164_PATTERN,
     MAX_BODY_BYTES,
     MAX_FALLBACK_CHANNELS,
     MAX_METADATA_KEYS,
@@ -82,6 +85,9 @@ class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
     metadata: Metadata = msgspec.field(default_factory=dict)
 
+    # Read by infrastructure/web/struct_schemas.py: the rules across fields (see RULES).
+    OPENAPI_RULES: ClassVar[list[Schema]]
+
 
 class BatchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     notifications: list[NotificationRequest]
@@ -118,3 +124,91 @@ BATCH_BODY = Schema(
     },
     additional_properties=False,
 )
+
+
+# The rules across a notification's fields that domain.notifications checks, as schemas the
+# body must match each of.
+_STRING, _NULL = Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)
+ADDRESSES = {
+    Channel.EMAIL: Schema(
+        type=OpenAPIType.STRING, pattern=rf"^{AROUND}{EMAIL_PATTERN}{AROUND}$", max_length=254
+    ),
+    Channel.SMS: Schema(type=OpenAPIType.STRING, pattern=rf"^{E164_PATTERN}$"),
+    Channel.PUSH: Schema(type=OpenAPIType.STRING, pattern=rf"^{DEVICE_TOKEN_PATTERN}$"),
+}
+
+
+def _lists(channel: Channel) -> Schema:
+    return Schema(contains=Schema(const=channel.value))
+
+
+def _fallback_needs_an_address(channel: Channel) -> Schema:
+    """A fallback channel has its address in fallback_recipients, and only a fallback one."""
+    return Schema(
+        any_of=[
+            Schema(
+                required=["fallback", "fallback_recipients"],
+                properties={
+                    "fallback": _lists(channel),
+                    "fallback_recipients": Schema(required=[channel.value]),
+                },
+            ),
+            Schema(
+                properties={
+                    "fallback": Schema(schema_not=_lists(channel)),
+                    "fallback_recipients": Schema(schema_not=Schema(required=[channel.value])),
+                }
+            ),
+        ]
+    )
+
+
+RULES = [
+    # The recipient is an address of the channel; the fallback never names the channel.
+    Schema(
+        one_of=[
+            Schema(
+                properties={
+                    "channel": Schema(const=channel.value),
+                    "recipient": ADDRESSES[channel],
+                    "fallback": Schema(items=Schema(schema_not=Schema(const=channel.value))),
+                }
+            )
+            for channel in Channel
+        ]
+    ),
+    # A body or a template, not both.
+    Schema(
+        one_of=[
+            Schema(required=[given], properties={given: _STRING, other: _NULL})
+            for given, other in (("body", "template_id"), ("template_id", "body"))
+        ]
+    ),
+    # A body that may go out by email (first or as a fallback) needs a subject.
+    Schema(
+        any_of=[
+            Schema(properties={"body": _NULL}),
+            Schema(
+                required=["subject"],
+                properties={"subject": Schema(type=OpenAPIType.STRING, min_length=1)},
+            ),
+            Schema(
+                properties={
+                    "channel": Schema(schema_not=Schema(const=Channel.EMAIL.value)),
+                    "fallback": Schema(schema_not=_lists(Channel.EMAIL)),
+                }
+            ),
+        ]
+    ),
+    Schema(
+        properties={
+            "fallback": Schema(unique_items=True),
+            "fallback_recipients": Schema(
+                properties={channel.value: address for channel, address in ADDRESSES.items()},
+                additional_properties=False,
+            ),
+        }
+    ),
+    *(_fallback_needs_an_address(channel) for channel in Channel),
+]
+NotificationRequest.OPENAPI_RULES = RULES

@@ -49,7 +49,7 @@ from infrastructure.eventstore import meta
 from infrastructure.idempotency import fingerprint
 from infrastructure.tracing import current_traceparent
 from infrastructure.web.commands import Commands
-from infrastructure.web.contract import problems
+from infrastructure.web.contract import encoded, problems
 from infrastructure.web.ranges import to_utc
 
 SENDERS = allow(Role.SENDER, Role.OPERATOR, Role.ADMIN)
@@ -148,7 +148,10 @@ class NotificationCommands(Controller):
         status_code=ACCEPTED,
         operation_id="requestNotification",
         summary="Request one notification; 202 once its events are committed.",
-        responses=problems(HTTPStatus.CONFLICT),
+        responses={
+            **encoded(ACCEPTED, AcceptedView, "Recorded: its id, and the log position to read at."),
+            **problems(HTTPStatus.CONFLICT),
+        },
         response_headers=[LOCATION, REPLAYED],
     )
     async def request_one(
@@ -180,11 +183,14 @@ class NotificationCommands(Controller):
         summary="Request up to 10,000 notifications: all are valid and recorded, or none.",
         description='Body: `{"notifications": [<as POST /notifications>, ...]}`. Invalid '
         "items are all reported, each error named `notifications[INDEX].FIELD`.",
-        responses=problems(
-            HTTPStatus.CONFLICT,
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-        ),
+        responses={
+            **encoded(ACCEPTED, BatchAcceptedView, "All recorded: their ids, in order."),
+            **problems(
+                HTTPStatus.CONFLICT,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+            ),
+        },
         request_body=BATCH_BODY,
         response_headers=[REPLAYED],
     )

@@ -5,29 +5,51 @@ erasure's id; GET /data-pipeline/erasures/{id} shows its progress, then its rece
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import msgspec
 from litestar import Response, delete, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from commands.privacy.requests import ErasureAccepted, RequestErasure
-from domain.identity.roles import Role
+from domain.identity.roles import AROUND, EMAIL_PATTERN, Role
+from domain.notifications.values import DEVICE_TOKEN_PATTERN, E164_PATTERN
 from infrastructure.auth.guard import allow
 from infrastructure.web.commands import Commands
 
 TAGS = ["data pipeline"]
+# A recipient's address as `normalised_recipient` takes it: an email address (it has an @),
+# an E.164 number (it starts with +), or else a device token.
+ADDRESS = rf"^(?:{AROUND}{EMAIL_PATTERN}{AROUND}|{E164_PATTERN}|{DEVICE_TOKEN_PATTERN})$"
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=ADDRESS)]
 
 
 class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Exactly one of the two: a recipient's address (email, E.164 number or device token),
     or a user account's id."""
 
-    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=320)] | None = None
+    recipient: Address | None = None
     user_id: UUID | None = None
+
+    # Read by infrastructure/web/struct_schemas.py: one of the two is given, the other null.
+    OPENAPI_RULES: ClassVar[list[Schema]] = [
+        Schema(
+            one_of=[
+                Schema(
+                    required=[given],
+                    properties={
+                        given: Schema(type=OpenAPIType.STRING),
+                        other: Schema(type=OpenAPIType.NULL),
+                    },
+                )
+                for given, other in (("recipient", "user_id"), ("user_id", "recipient"))
+            ]
+        )
+    ]
 
 
 class ErasureStarted(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,7 +116,8 @@ async def request_erasure(
     description=_DESCRIPTION,
 )
 async def anonymize(
-    subject: FromPath[str], commands: NamedDependency[Commands]
+    subject: Annotated[str, PathParameter(pattern=ADDRESS, description="A user id or an address.")],
+    commands: NamedDependency[Commands],
 ) -> Response[ErasureStarted]:
     try:
         user_id = UUID(subject)

@@ -12,7 +12,14 @@ MIN_PASSWORD_CHARS = 12
 # so two different passwords can never share a hash.
 MAX_PASSWORD_BYTES = 72
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL = re.compile(rf"^[^@\s]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
+EMAIL_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})+"
+# Once surrounding whitespace is cut; never a control character, which no address has and
+# PostgreSQL cannot compare (NUL). \x85 and \ufeff are named because Python's \s and the
+# OpenAPI document's (ECMA-262) differ on them alone once control characters are out.
+EMAIL_PATTERN = rf"[^@\s\x00-\x1f\x7f\x85\ufeff]{{1,64}}@{EMAIL_DOMAIN}"
+# The whitespace an address may come wrapped in, in a pattern that matches a raw value.
+AROUND = r"[\t\n\v\f\r ]*"
+_EMAIL = re.compile(rf"^{EMAIL_PATTERN}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 

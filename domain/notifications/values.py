@@ -26,8 +26,10 @@ MAX_IDEMPOTENCY_KEY_CHARS = 200
 SEND_AT_TOLERANCE = timedelta(seconds=60)
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
-_E164 = re.compile(r"\+[1-9]\d{1,14}")
-_DEVICE_TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{1,4096}")
+E164_PATTERN = r"\+[1-9]\d{1,14}"
+DEVICE_TOKEN_PATTERN = r"[A-Za-z0-9_:.\-]{1,4096}"  # noqa: S105 - a shape, not a secret
+_E164 = re.compile(E164_PATTERN)
+_DEVICE_TOKEN = re.compile(DEVICE_TOKEN_PATTERN)
 _TEMPLATE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 # Visible ASCII, as the Idempotency-Key header allows; a space would not survive HTTP trimming.
 _IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")

@@ -51,6 +51,7 @@ from infrastructure.web.health import HealthController
 from infrastructure.web.methods import correct_allow
 from infrastructure.web.problems import EXCEPTION_HANDLERS
 from infrastructure.web.request_context import RequestContextMiddleware
+from infrastructure.web.struct_schemas import StructSchemas
 from read_api.admin.http import ROUTES as ADMIN_QUERIES
 from read_api.admin.jobs import ROUTES as JOB_QUERIES
 from read_api.admin.prometheus import ROUTES as PROMETHEUS
@@ -151,7 +152,7 @@ def create_app(
 
     origins = settings.cors_origin_list
     app = Litestar(
-        plugins=[ProblemResponses(), *_plugins(settings)],
+        plugins=[ProblemResponses(), StructSchemas(), *_plugins(settings)],
         route_handlers=[*ROUTES, *extra_handlers],
         lifespan=[lifespan],
         guards=[authorize],

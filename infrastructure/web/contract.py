@@ -12,6 +12,7 @@ shape: Herald answers invalid input with a 422 problem.
 
 from __future__ import annotations
 
+import copy
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,8 +26,12 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
+)
+from litestar.openapi.spec import (
+    Parameter as OpenAPIParameter,
 )
 from litestar.params import QueryParameter
 from litestar.plugins import ReceiveRoutePlugin
@@ -56,6 +61,8 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 # A filter on a stored name (an audit entry's action or actor), in a query or in a body.
 NAME_FILTER = QueryParameter(min_length=1, max_length=100, pattern=PRINTABLE)
 NameFilter = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=PRINTABLE)]
+# The largest log position a request may name: positions are PostgreSQL bigints.
+MAX_POSITION = 2**63 - 1
 # A handler's keyword: the media types its success answer may have, when litestar sees
 # only bytes or a stream (an export in the format asked for, Prometheus' text).
 CONTENT_TYPES = "content_types"
@@ -74,6 +81,12 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in statuses
     }
+
+
+def encoded(status: int, body: type, description: str) -> dict[int, ResponseSpec]:
+    """The success answer of a handler that returns its body already encoded (a stored,
+    replayable answer): `body` is the type it was encoded from."""
+    return {status: ResponseSpec(data_container=body, description=description)}
 
 
 def implied_statuses(handler: HTTPRouteHandler, inputs: KwargsModel) -> set[int]:
@@ -167,6 +180,7 @@ def _complete(operation: Operation, handler: HTTPRouteHandler) -> None:
     if HTTPStatus.BAD_REQUEST not in (handler.responses or {}):
         responses.pop("400", None)
     _set_content_types(operation, handler)
+    _bound_optional_parameters(operation, handler)
     body = handler.opt.get(REQUEST_BODY)
     if isinstance(body, Schema):  # JSON
         content = {"application/json": OpenAPIMediaType(schema=body)}
@@ -178,6 +192,14 @@ def _complete(operation: Operation, handler: HTTPRouteHandler) -> None:
         # a token is optional (anyone, or a caller known by it), or never read at all.
         optional = policy.credentials and policy != PROBE
         operation.security = [{}, {"bearer": []}] if optional else []
+    success = responses.get(str(handler.status_code))
+    if isinstance(success, OpenAPIResponse):
+        # A success answer declared by `encoded` loses the handler's response_headers.
+        declared = {
+            header.name: OpenAPIHeader(description=header.description, schema=_STRING)
+            for header in handler.resolve_response_headers()
+        }
+        _add_headers(success, declared)
     for status, response in responses.items():
         _add_headers(response, _headers_for(status, policy))
 
@@ -187,7 +209,8 @@ def _add_headers(response: Any, headers: dict[str, OpenAPIHeader]) -> None:
         response.headers = {**headers, **(response.headers or {})}
 
 
-_TEXT = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+_STRING = Schema(type=OpenAPIType.STRING)
+_TEXT = OpenAPIMediaType(schema=_STRING)
 # A JSON body litestar sees only as bytes is an export: an array of rows.
 _ROWS = OpenAPIMediaType(
     schema=Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT))
@@ -201,3 +224,55 @@ def _set_content_types(operation: Operation, handler: HTTPRouteHandler) -> None:
         # Parameters such as charset are the server's to add; the type is what a client picks.
         names = [media_type.split(";")[0] for media_type in media_types]
         success.content = {name: _ROWS if name == "application/json" else _TEXT for name in names}
+
+
+# A parameter's declared bounds, by the name the schema gives each.
+_BOUNDS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusive_minimum",
+    "lt": "exclusive_maximum",
+    "min_length": "min_length",
+    "max_length": "max_length",
+    "pattern": "pattern",
+}
+
+
+def _declarations(handler: HTTPRouteHandler) -> dict[str, Any]:
+    """Each parameter's declaration (QueryParameter, HeaderParameter...) by its name in the
+    request, from the handler's signature and from those of its dependencies."""
+    signatures = [handler.parsed_fn_signature]
+    for provide in handler.resolve_dependencies().values():
+        signatures.append(provide.parsed_fn_signature)
+    declared: dict[str, Any] = {}
+    for signature in signatures:
+        for name, parameter in signature.parameters.items():
+            if (kwarg := parameter.kwarg_definition) is not None:
+                declared[getattr(kwarg, "name", None) or name] = kwarg
+    return declared
+
+
+def _bound_optional_parameters(operation: Operation, handler: HTTPRouteHandler) -> None:
+    """litestar writes an optional parameter (`int | None`) as one of the value's type and
+    null, and drops its bounds on the way. A parameter is left out, never sent as null: its
+    schema is the value's own, with the bounds its declaration gives."""
+    declared = _declarations(handler)
+    for parameter in operation.parameters or []:
+        if not isinstance(parameter, OpenAPIParameter) or not isinstance(parameter.schema, Schema):
+            continue
+        values = [s for s in parameter.schema.one_of or [] if not _is_null(s)]
+        if len(values) != 1 or len(parameter.schema.one_of or []) != 2:  # noqa: PLR2004
+            continue
+        value = values[0]
+        if isinstance(value, Schema):
+            value = copy.copy(value)
+            value.description = value.description or parameter.schema.description
+            kwarg = declared.get(parameter.name)
+            for ours, theirs in _BOUNDS.items():
+                if (bound := getattr(kwarg, ours, None)) is not None:
+                    setattr(value, theirs, bound)
+        parameter.schema = value
+
+
+def _is_null(schema: Schema | Reference) -> bool:
+    return isinstance(schema, Schema) and schema.type == OpenAPIType.NULL

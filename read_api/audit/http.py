@@ -24,6 +24,7 @@ from infrastructure.auth.guard import allow
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.reader import decoded
 from infrastructure.eventstore.store import EVENTS_TABLE
+from infrastructure.web.contract import MAX_POSITION
 from read_api.archived import raise_if_archived
 from read_api.viewing import Reader, Viewer
 
@@ -111,7 +112,9 @@ class EventPage(msgspec.Struct, frozen=True):
 async def list_events(
     reader: NamedDependency[Reader],
     *,
-    after: Annotated[int, QueryParameter(ge=0, description="Events after this position.")] = 0,
+    after: Annotated[
+        int, QueryParameter(ge=0, le=MAX_POSITION, description="Events after this position.")
+    ] = 0,
     limit: Annotated[
         int, QueryParameter(ge=1, le=MAX_EVENTS, description="Events per page.")
     ] = 100,

@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 from domain.identity.roles import Role
 from domain.notifications import notification as notifications
@@ -16,6 +17,7 @@ from infrastructure.eventstore.store import EventStore
 from infrastructure.kafka.topics import notifications_topic
 from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings
+from projections.notifications.refill import HASHED_COLUMNS, HashRefill
 from tests.e2e.conftest import Account, AccountFactory
 from tests.e2e.streams import advance, dead_letter
 from tests.kafka_helpers import end_offsets, eventually, tenant_offsets
@@ -92,9 +94,7 @@ def _counter(api_url: str, admin: Account, result: str, metric: str = "read") ->
     """The API's herald_{metric}_cache_total for `result`, from GET /metrics."""
     response = _get(api_url, admin, "/metrics")
     # Prometheus's own type, with its one charset.
-    assert response.headers.get_list("content-type") == [
-        "text/plain; version=1.0.0; charset=utf-8"
-    ]
+    assert response.headers.get_list("content-type") == ["text/plain; version=1.0.0; charset=utf-8"]
     text = response.text
     for line in text.splitlines():
         if line.startswith(f'herald_{metric}_cache_total{{result="{result}"}}'):
@@ -132,6 +132,20 @@ def test_by_id_is_served_from_redis_and_cached_aside_from_sql(
     cancelled = httpx.post(f"{api_url}{path}/cancel", json={}, headers=sender.headers).json()
     now = _get(api_url, sender, path, min_position=cancelled["position"]).json()
     assert now["status"] == "cancelled"
+
+    # Leave the session's Redis models as the projector would have them, for the tests that
+    # verify them against a replay: the hash from SQL, the status counts moved.
+    assert stack.database_url is not None
+    with psycopg.connect(stack.database_url.reveal()) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT {} FROM notification_view WHERE notification_id = %s").format(
+                HASHED_COLUMNS
+            ),
+            (created["id"],),
+        ).fetchall()
+    assert HashRefill(client, keys).rows(rows) == 1
+    client.hincrby(keys.dashboard(tenant), "status:requested", -1)
+    client.hincrby(keys.dashboard(tenant), "status:cancelled", 1)
 
 
 def test_pages_neither_skip_nor_repeat_while_notifications_arrive(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
+import jsonschema_rs
+import msgspec
 import pytest
 
 from domain.identity.roles import MIN_PASSWORD_CHARS
@@ -139,3 +142,59 @@ def test_routes_open_to_anyone_say_so(document: dict[str, Any]) -> None:
         assert operations[probe]["security"] == [], probe
     assert operations["receiveSendGridEvents"]["security"] == []
     assert operations["login"]["security"] == [{}, {"bearer": []}]
+
+
+def test_request_bodies_refuse_fields_they_do_not_name(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for name in ("NotificationRequest", "LoginRequest", "ErasureRequest", "ExportRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+
+def test_rules_across_fields_are_in_the_body_schemas(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+
+    def valid(name: str, body: dict[str, Any]) -> bool:
+        # The component with the document's components beside it, so that its refs resolve.
+        # As served: JSON, where the document's examples are strings.
+        schema = msgspec.json.decode(
+            msgspec.json.encode({**schemas[name], "components": document["components"]})
+        )
+        return bool(jsonschema_rs.Draft202012Validator(schema).is_valid(body))
+
+    sms = {"channel": "sms", "recipient": "+14155550100", "body": "b"}
+    assert valid("NotificationRequest", sms)
+    assert not valid("NotificationRequest", {**sms, "recipient": "ada@example.com"})
+    assert not valid("NotificationRequest", {**sms, "template_id": "t"})  # body and template
+    assert not valid("NotificationRequest", {**sms, "fallback": ["sms"]})  # the primary
+    assert not valid("NotificationRequest", {**sms, "fallback": ["email"]})  # no address
+    by_email = {"fallback": ["email"], "fallback_recipients": {"email": "ada@example.com"}}
+    assert not valid("NotificationRequest", {**sms, **by_email})  # a body needs a subject
+    assert valid("NotificationRequest", {**sms, **by_email, "subject": "s"})
+    assert not valid("NotificationRequest", {**sms, "unknown": 1})
+    assert valid("ErasureRequest", {"recipient": "+14155550100"})
+    assert not valid("ErasureRequest", {"recipient": "+14155550100", "user_id": str(uuid4())})
+    assert not valid("ErasureRequest", {})
+    assert not valid("ExportRequest", {"kind": "events", "include_archived": True})
+    assert valid("ExportRequest", {"kind": "notifications", "include_archived": True})
+
+
+def test_log_positions_are_bounded_as_the_store_holds_them(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    for parameter in operations["getNotification"]["parameters"]:
+        if parameter["name"] in {"min_position", "Min-Position"}:
+            assert parameter["schema"]["minimum"] == 0
+            assert parameter["schema"]["maximum"] == 2**63 - 1
+    export = document["components"]["schemas"]["ExportRequest"]["properties"]["position"]
+    assert (export["minimum"], export["maximum"]) == (0, 2**63 - 1)
+
+
+def test_a_stored_answer_documents_the_body_it_was_encoded_from(
+    document: dict[str, Any],
+) -> None:
+    operations = _operations(document)
+    for name, view in (
+        ("requestNotification", "AcceptedView"),
+        ("requestNotificationBatch", "BatchAcceptedView"),
+    ):
+        content = operations[name]["responses"]["202"]["content"]["application/json"]
+        assert content["schema"] == {"$ref": f"#/components/schemas/{view}"}, name
