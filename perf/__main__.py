@@ -49,12 +49,19 @@ def main() -> None:
         help="for `scenario`: which load scenario (docs/performance.md)",
     )
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
+    parser.add_argument(
+        "--minutes", type=int, help="for `scenario soak`: how long to hold the load (30)"
+    )
     args = parser.parse_args()
     if (args.scenario == "scenario") != (args.shape is not None):
         parser.error(f"a load shape ({'|'.join(SHAPES)}) goes with `scenario`, and only with it")
+    if args.minutes is not None and (args.shape != "soak" or args.quick):
+        parser.error("--minutes goes with `scenario soak`, without --quick")
+    if args.minutes is not None and args.minutes < 1:
+        parser.error(f"--minutes {args.minutes}: must be at least 1")
     try:
         if args.shape is not None:
-            result = scenario.run(args.shape, args.quick)
+            result = scenario.run(args.shape, args.quick, args.minutes)
         else:
             result = SCENARIOS[args.scenario](args.quick)
     except BenchmarkError as exc:

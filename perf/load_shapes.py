@@ -81,8 +81,12 @@ QUICK: dict[str, Shape] = {
 }
 
 
-def shape_named(name: str, quick: bool) -> Shape:
-    return (QUICK if quick else SHAPES)[name]
+def shape_named(name: str, quick: bool, minutes: int | None = None) -> Shape:
+    """The scenario's shape; `minutes` holds the soak's users that long instead."""
+    shape = (QUICK if quick else SHAPES)[name]
+    if minutes is None:
+        return shape
+    return Shape(f"the expected peak held for {minutes} minutes", _steady(6, minutes * 60))
 
 
 # What the traffic is made of: each request kind's weight, out of 100. One simulated user

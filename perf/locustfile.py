@@ -35,7 +35,9 @@ if "HERALD_LOAD_BASELINE_S" in os.environ:  # the no-op run: the peak's users, h
     )
 else:
     SHAPE = shape_named(
-        os.environ["HERALD_LOAD_SCENARIO"], os.environ.get("HERALD_LOAD_QUICK") == "1"
+        os.environ["HERALD_LOAD_SCENARIO"],
+        os.environ.get("HERALD_LOAD_QUICK") == "1",
+        int(os.environ["HERALD_LOAD_MINUTES"]) if os.environ.get("HERALD_LOAD_MINUTES") else None,
     )
 SENDER = {"Authorization": f"Bearer {os.environ['HERALD_LOAD_SENDER_TOKEN']}"}
 ADMIN = {"Authorization": f"Bearer {os.environ['HERALD_LOAD_ADMIN_TOKEN']}"}

@@ -43,7 +43,7 @@ from infrastructure.providers.sandbox import load_sandbox
 from infrastructure.settings import Settings
 from perf.harness import ROOT, BenchmarkError, machine, servers, token_for
 from perf.load_report import Endpoint, LagWatch, cpu_s, print_report, rss_mb, run_locust, stages
-from perf.load_shapes import MAX_ERROR_RATE, P95_MS, P99_MS, shape_named
+from perf.load_shapes import MAX_ERROR_RATE, P95_MS, P99_MS, Shape, shape_named
 
 ROLES = ("relay", "projector", "dispatcher")
 FOLLOWERS = (RELAY, NOTIFICATIONS_PROJECTION)
@@ -139,15 +139,20 @@ def _settings(started: Settings, seconds: int) -> Settings:
     )
 
 
-def run(name: str, quick: bool) -> dict[str, Any]:
-    shape = shape_named(name, quick)
+def run(name: str, quick: bool, minutes: int | None = None) -> dict[str, Any]:
+    """`minutes`: for the soak, how long to hold its users (30 unless given)."""
+    shape = shape_named(name, quick, minutes)
     with servers() as started:
         settings = _settings(started, shape.seconds)
-        seen = _observe(name, quick, shape.seconds, shape.peak_users, settings)
-    return _result(name, quick, shape.peak_users, seen)
+        seen = _observe(name, quick, shape, settings, minutes)
+    label = name + (f" ({minutes} min)" if minutes is not None else "")
+    return _result(label, quick, shape.peak_users, seen)
 
 
-def _observe(name: str, quick: bool, seconds: int, users: int, settings: Settings) -> Observed:
+def _observe(
+    name: str, quick: bool, shape: Shape, settings: Settings, minutes: int | None
+) -> Observed:
+    seconds, users = shape.seconds, shape.peak_users
     url = f"http://{settings.http_host}:{settings.http_port}"
     database_url = settings.database_url.reveal() if settings.database_url else ""
     out = Path(tempfile.mkdtemp(prefix=f"herald-load-{name}-"))
@@ -157,6 +162,7 @@ def _observe(name: str, quick: bool, seconds: int, users: int, settings: Setting
         "PYTHONPATH": str(ROOT),
         "HERALD_LOAD_SCENARIO": name,
         "HERALD_LOAD_QUICK": "1" if quick else "0",
+        "HERALD_LOAD_MINUTES": "" if minutes is None else str(minutes),
         "HERALD_LOAD_SENDER_TOKEN": token_for(settings, Role.SENDER),
         "HERALD_LOAD_ADMIN_TOKEN": token_for(settings, Role.ADMIN),
         "HERALD_LOAD_TWILIO_TOKEN": load_sandbox(settings).twilio_auth_token,
