@@ -68,64 +68,6 @@ Fallback = Annotated[list[Channel], msgspec.Meta(max_length=MAX_FALLBACK_CHANNEL
 Metadata = Annotated[dict[str, str], msgspec.Meta(max_length=MAX_METADATA_KEYS)]
 
 
-class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`body` or `template_id`, not both; an email with a body needs a `subject`."""
-
-    channel: Channel
-    recipient: Recipient
-    subject: Subject | None = None
-    body: Body | None = None
-    template_id: TemplateId | None = None
-    variables: dict[str, str] = msgspec.field(default_factory=dict)
-    priority: Priority = Priority.NORMAL
-    send_at: datetime | None = None
-    # Other channels, tried in order when the first fails; never the primary one, none twice.
-    fallback: Fallback = msgspec.field(default_factory=list)
-    # The address on each fallback channel, e.g. {"sms": "+14155550100"}.
-    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
-    metadata: Metadata = msgspec.field(default_factory=dict)
-
-    # Read by infrastructure/web/struct_schemas.py: the rules across fields (see RULES).
-    OPENAPI_RULES: ClassVar[list[Schema]]
-
-
-class BatchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    notifications: list[NotificationRequest]
-
-
-class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    reason: str | None = None
-
-
-class AcceptedView(msgspec.Struct, frozen=True):
-    id: UUID
-    status: str
-    position: int
-
-
-class BatchAcceptedView(msgspec.Struct, frozen=True):
-    accepted: int
-    ids: list[UUID]
-    first_position: int
-    last_position: int
-
-
-# The batch's body, which the handler decodes itself to report every bad item at once.
-BATCH_BODY = Schema(
-    type=OpenAPIType.OBJECT,
-    required=["notifications"],
-    properties={
-        "notifications": Schema(
-            type=OpenAPIType.ARRAY,
-            min_items=1,
-            max_items=MAX_BATCH,
-            items=Reference(ref="#/components/schemas/NotificationRequest"),
-        )
-    },
-    additional_properties=False,
-)
-
-
 # The rules across a notification's fields that domain.notifications checks, as schemas the
 # body must match each of.
 _STRING, _NULL = Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)
@@ -211,4 +153,61 @@ RULES = [
     ),
     *(_fallback_needs_an_address(channel) for channel in Channel),
 ]
-NotificationRequest.OPENAPI_RULES = RULES
+
+
+class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`body` or `template_id`, not both; an email with a body needs a `subject`."""
+
+    channel: Channel
+    recipient: Recipient
+    subject: Subject | None = None
+    body: Body | None = None
+    template_id: TemplateId | None = None
+    variables: dict[str, str] = msgspec.field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    send_at: datetime | None = None
+    # Other channels, tried in order when the first fails; never the primary one, none twice.
+    fallback: Fallback = msgspec.field(default_factory=list)
+    # The address on each fallback channel, e.g. {"sms": "+14155550100"}.
+    fallback_recipients: dict[Channel, str] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+    # Read by infrastructure/web/struct_schemas.py: the rules across fields.
+    OPENAPI_RULES: ClassVar[list[Schema]] = RULES
+
+
+class BatchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    notifications: list[NotificationRequest]
+
+
+class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: str | None = None
+
+
+class AcceptedView(msgspec.Struct, frozen=True):
+    id: UUID
+    status: str
+    position: int
+
+
+class BatchAcceptedView(msgspec.Struct, frozen=True):
+    accepted: int
+    ids: list[UUID]
+    first_position: int
+    last_position: int
+
+
+# The batch's body, which the handler decodes itself to report every bad item at once.
+BATCH_BODY = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["notifications"],
+    properties={
+        "notifications": Schema(
+            type=OpenAPIType.ARRAY,
+            min_items=1,
+            max_items=MAX_BATCH,
+            items=Reference(ref="#/components/schemas/NotificationRequest"),
+        )
+    },
+    additional_properties=False,
+)
