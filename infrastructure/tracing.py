@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import (
@@ -168,6 +169,13 @@ def untraced() -> Iterator[None]:
     """No spans within: no instrumentation's, no hand-written one."""
     with suppress_instrumentation():
         yield
+
+
+def untraced_context() -> Context:
+    """The context `untraced` makes, taken once. Attached whole where no other is current
+    yet (a request's entry), it does `untraced`'s work at a fraction of its cost."""
+    with suppress_instrumentation():
+        return otel_context.get_current()
 
 
 def tracer() -> trace.Tracer:

@@ -44,7 +44,7 @@ from infrastructure.log import get_logger
 from infrastructure.metrics import APPEND_CONFLICTS, APPEND_DURATION, COMMIT_UNITS
 from infrastructure.privacy.keyring import KeysNotCachedError, copy_rows
 from infrastructure.privacy.made_keys import KeyRow
-from infrastructure.tracing import in_recorded_span, shared_span, start_span
+from infrastructure.tracing import in_recorded_span, shared_span, start_span, untraced
 
 log = get_logger(__name__)
 
@@ -195,8 +195,9 @@ class GroupCommitWriter:
                 about = {"herald.units": len(units), "herald.events": events}
                 with shared_span("eventstore.group_commit", waits, about):
                     await self._commit(units)
-            else:
-                await self._commit(units)
+            else:  # no caller is traced: the commit's queries make no spans either
+                with untraced():
+                    await self._commit(units)
 
     def _drain(self, units: list[_Unit]) -> None:
         while len(units) < self._max_units and not self._queue.empty():
