@@ -4,7 +4,9 @@ local OTLP/HTTP receiver (`infrastructure/devstack/otlp_receiver.py`). Ratios ar
 tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
 
 - **command**: `perf command`'s POST /notifications under wrk, 64 connections, against three
-  api processes (off, 0.01, 1.0) loaded in turn, round after round; the median of each.
+  api processes (off, 0.01, 1.0) loaded in turn, round after round, each round starting one
+  variant further along. A traced variant's ratio is the median of its ratios to tracing off
+  in the same round.
 - **project**: `perf project`'s projector over a log of notifications requested, dispatched,
   sent and delivered, published by the relay. Each variant has a log of its own as an api at
   that sampling would have recorded it (a sampled trace context on one notification in a
@@ -43,7 +45,7 @@ from perf.project import _fill, _publish, projector_rate
 
 SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
 TARGET_RATIO_AT_0_01 = 0.95
-ROUNDS = 3
+ROUNDS = {True: 5, False: 9}  # by --quick
 
 
 def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Settings:
@@ -54,7 +56,7 @@ def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Sett
     )
 
 
-def _command(settings: Settings, receiver: Receiver, seconds: int) -> dict[str, Any]:
+def _command(settings: Settings, receiver: Receiver, seconds: int, rounds: int) -> dict[str, Any]:
     bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
     headers = {"Authorization": f"Bearer {sender_token(bench)}"}
     with ExitStack() as stack:
@@ -76,18 +78,31 @@ def _command(settings: Settings, receiver: Receiver, seconds: int) -> dict[str, 
 
         for name in SAMPLING:
             load(name)  # warm up the workers and the writer's connection
-        runs: dict[str, list[Load]] = {name: [] for name in SAMPLING}
-        for _ in range(ROUNDS):
-            for name in SAMPLING:
+        # Each round loads every variant once, starting one further along each time, and
+        # gives each traced variant's ratio to the untraced run of the same round: a machine
+        # that speeds up or slows down over the run then favours no variant.
+        names = list(SAMPLING)
+        runs: dict[str, list[Load]] = {name: [] for name in names}
+        for turn in range(rounds):
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
                 runs[name].append(load(name))
     for loads in runs.values():
         if any(run.non_2xx for run in loads):
             raise RuntimeError("non-2xx answers during the run")
     rates = {name: median_load(loads).requests_per_s for name, loads in runs.items()}
+    per_round = {
+        name: [
+            round(run.requests_per_s / off.requests_per_s, 3)
+            for run, off in zip(runs[name], runs["off"], strict=True)
+        ]
+        for name in names
+        if name != "off"
+    }
     return {
         "req_s": rates,
         "p99_ms": {name: median_load(loads).p99_ms for name, loads in runs.items()},
-        "ratio": {name: round(rates[name] / rates["off"], 3) for name in SAMPLING if name != "off"},
+        "ratio": {name: statistics.median(ratios) for name, ratios in per_round.items()},
+        "ratio_per_round": per_round,
         "spans_exported": len(receiver.spans),
     }
 
@@ -151,7 +166,7 @@ def run(quick: bool) -> dict[str, Any]:
     seconds = 3 if quick else 10
     count = 25_000 if quick else 100_000  # notifications per variant's log; four events each
     with servers() as settings, receiving() as receiver:
-        command = _command(settings, receiver, seconds)
+        command = _command(settings, receiver, seconds, ROUNDS[quick])
         project = _project(settings, receiver, count)
     worst = min(command["ratio"]["0.01"], project["ratio"]["0.01"])
     return {
@@ -164,7 +179,7 @@ def run(quick: bool) -> dict[str, Any]:
         "project": project,
         "worst_ratio_at_0_01": worst,
         "target_ratio_at_0_01": TARGET_RATIO_AT_0_01,
-        "median_of": ROUNDS,
+        "rounds": ROUNDS[quick],
         "seconds_per_run": seconds,
         "machine": machine(),
     }
