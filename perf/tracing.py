@@ -4,9 +4,9 @@ local OTLP/HTTP receiver (`infrastructure/devstack/otlp_receiver.py`). Ratios ar
 tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
 
 - **command**: `perf command`'s POST /notifications under wrk, 64 connections, against three
-  api processes (off, 0.01, 1.0) loaded in turn, round after round, each round starting one
-  variant further along. A traced variant's ratio is the median of its ratios to tracing off
-  in the same round.
+  api processes (off, 0.01, 1.0), started afresh each round and loaded in turn, each round
+  starting one variant further along. A traced variant's ratio is the median of its ratios
+  to tracing off in the same round.
 - **project**: `perf project`'s projector over a log of notifications requested, dispatched,
   sent and delivered, published by the relay. Each variant has a log of its own as an api at
   that sampling would have recorded it (a sampled trace context on one notification in a
@@ -45,6 +45,8 @@ from perf.project import _fill, _publish, projector_rate
 
 SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
 TARGET_RATIO_AT_0_01 = 0.95
+APP = "perf.command_app:from_environment"
+WARM_UP_S = 2
 ROUNDS = {True: 5, False: 9}  # by --quick
 
 
@@ -56,36 +58,36 @@ def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Sett
     )
 
 
+def _load(url: str, seconds: int, headers: dict[str, str]) -> Load:
+    return wrk(
+        f"{url}/notifications",
+        seconds=seconds,
+        headers=headers,
+        post=BODY,
+        connections=CONNECTIONS,
+    )
+
+
 def _command(settings: Settings, receiver: Receiver, seconds: int, rounds: int) -> dict[str, Any]:
     bench = msgspec.structs.replace(settings, rate_limit_enabled=False)
     headers = {"Authorization": f"Bearer {sender_token(bench)}"}
-    with ExitStack() as stack:
-        urls = {
-            name: stack.enter_context(
-                http_process(_traced(bench, ratio, receiver), "perf.command_app:from_environment")
-            )
-            for name, ratio in SAMPLING.items()
-        }
-
-        def load(name: str) -> Load:
-            return wrk(
-                f"{urls[name]}/notifications",
-                seconds=seconds,
-                headers=headers,
-                post=BODY,
-                connections=CONNECTIONS,
-            )
-
-        for name in SAMPLING:
-            load(name)  # warm up the workers and the writer's connection
-        # Each round loads every variant once, starting one further along each time, and
-        # gives each traced variant's ratio to the untraced run of the same round: a machine
-        # that speeds up or slows down over the run then favours no variant.
-        names = list(SAMPLING)
-        runs: dict[str, list[Load]] = {name: [] for name in names}
-        for turn in range(rounds):
+    names = list(SAMPLING)
+    runs: dict[str, list[Load]] = {name: [] for name in names}
+    for turn in range(rounds):
+        # Fresh api processes every round: a process's own speed (its memory layout, its
+        # hash seed) moves its rate by a few per cent, and would favour one variant in every
+        # round. Each round loads every variant once, starting one further along each time.
+        with ExitStack() as stack:
+            urls = {
+                name: stack.enter_context(
+                    http_process(_traced(bench, SAMPLING[name], receiver), APP)
+                )
+                for name in names
+            }
+            for name in names:
+                _load(urls[name], WARM_UP_S, headers)  # both workers, the writer's connection
             for name in names[turn % len(names) :] + names[: turn % len(names)]:
-                runs[name].append(load(name))
+                runs[name].append(_load(urls[name], seconds, headers))
     for loads in runs.values():
         if any(run.non_2xx for run in loads):
             raise RuntimeError("non-2xx answers during the run")
