@@ -39,8 +39,11 @@ from infrastructure.privacy.made_keys import KEY_COLUMNS, KEY_COPY_TYPES, KeyRow
 from infrastructure.privacy.master import KEY_BYTES, MasterKeys
 
 KEY_TTL_S = 30.0
-HASHES_KEPT = 200_000  # subjects whose keyed hash a process remembers
-KEYS_KEPT = 200_000  # data keys a process keeps cached, by subject and by id
+# How long a subject's key stays cached past its check (KEY_TTL_S): a subject seen again
+# within it keeps its key, once `refresh` finds it still live; one seen later gets a new key.
+KEY_KEPT_AFTER_CHECK_S = 300.0
+HASHES_KEPT = 10_000  # subjects whose keyed hash a process remembers (it costs 1 us to redo)
+KEYS_KEPT = 50_000  # data keys a process keeps cached at most, by subject and by id
 
 
 class Subject(NamedTuple):
@@ -112,6 +115,7 @@ class Keyring:
         self._hashes: dict[Subject, bytes] = {}
         self._by_subject: dict[tuple[str, str, bytes], tuple[float, DataKey]] = {}
         self._hash_keys: dict[str, bytes] = {}
+        self._next_sweep = time.monotonic() + ttl_s
         self.made = MadeKeys()
 
     def close(self) -> None:
@@ -186,15 +190,22 @@ class Keyring:
         expires = time.monotonic() + self._ttl_s
         self._by_subject[name] = (expires, key)
         self._by_id[key.raw_id] = (expires, key)
-        if len(self._by_id) > KEYS_KEPT:
-            self._trim()
+        self._keep_bounded()
         return key
 
-    def _trim(self) -> None:
-        """Keep the caches bounded: expired entries go, then the oldest half if still full
-        (a key dropped is read again, or for sealing made again, when next needed)."""
-        _trim(self._by_subject, time.monotonic())
-        _trim(self._by_id, time.monotonic())
+    def _keep_bounded(self) -> None:
+        """Keep the caches to what is in use: every `ttl_s`, keys by id past their check go,
+        and keys by subject KEY_KEPT_AFTER_CHECK_S later; at KEYS_KEPT, every expired entry,
+        then the oldest half. A key dropped is read again, or for sealing made again, when
+        next needed; a key known as destroyed reads as destroyed again from the table."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._ttl_s
+            _drop_expired(self._by_id, now)
+            _drop_expired(self._by_subject, now - KEY_KEPT_AFTER_CHECK_S)
+        if len(self._by_id) > KEYS_KEPT or len(self._by_subject) > KEYS_KEPT:
+            _halve(self._by_id, now)
+            _halve(self._by_subject, now)
 
     def refresh(self, subjects: Iterable[Subject]) -> None:
         """Make sealing for `subjects` need no I/O (for a while): fetch tenants' hashing keys
@@ -275,8 +286,7 @@ class Keyring:
                     key = DataKey(key_id, AESGCM(self.master.unwrap(row[2], bytes(row[1]), raw_id)))
                 self._by_id[raw_id] = (expires, key)
                 found[raw_id] = key
-            if len(self._by_id) > KEYS_KEPT:
-                self._trim()
+        self._keep_bounded()
         return found
 
     def destroy(self, conn: psycopg.Connection[Any], subject: Subject) -> list[UUID]:
@@ -311,12 +321,19 @@ def destroy_made_by(
     return [row[0] for row in conn.execute(_DESTROY_MADE_BY, (*name, until))]
 
 
-def _trim(cache: dict[Any, tuple[float, Any]], now: float) -> None:
-    for name in [name for name, (expires, _) in cache.items() if expires < now]:
-        del cache[name]
+def _halve(cache: dict[Any, tuple[float, Any]], now: float) -> None:
+    """Expired entries, then the oldest, until half of KEYS_KEPT is left."""
+    _drop_expired(cache, now)
     if len(cache) > KEYS_KEPT // 2:
         for name in list(itertools.islice(cache, len(cache) - KEYS_KEPT // 2)):
-            del cache[name]
+            cache.pop(name, None)
+
+
+def _drop_expired(cache: dict[Any, tuple[float, Any]], before: float) -> None:
+    # A copy of the items, taken at once: another thread may add keys meanwhile.
+    for name, (expires, _) in list(cache.items()):
+        if expires < before:
+            cache.pop(name, None)
 
 
 def _random_uuid(random: bytes) -> bytes:

@@ -5,6 +5,7 @@ key rotation, and a wrong master key opens nothing."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from infrastructure.eventstore.store import EventStore
 from infrastructure.eventstore.writer import GroupCommitWriter, StreamAppend
 from infrastructure.migrations import migrate
 from infrastructure.privacy.cipher import ERASED
-from infrastructure.privacy.keyring import Keyring, Subject
+from infrastructure.privacy.keyring import Keyring, KeysNotCachedError, Subject
 from infrastructure.privacy.master import (
     MasterKeyError,
     generate_master_key,
@@ -318,6 +319,35 @@ def test_a_process_keeps_a_bounded_number_of_keys(
     assert len(made) == 1000
     assert len(keyring._by_id) <= 100
     assert len(keyring._by_subject) <= 100
+
+
+def test_keys_no_longer_in_use_leave_the_caches(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a steady stream of new recipients a process caches the keys in use, not every key
+    it has seen: memory stays level. A subject seen again soon keeps its key."""
+    monkeypatch.setattr("infrastructure.privacy.keyring.KEY_KEPT_AFTER_CHECK_S", 1.0)
+    ring = Keyring(database, master_keys(MASTER, None), ttl_s=0.2)
+    try:
+        early = [Subject("acme", "recipient", f"early{i}@x.org") for i in range(200)]
+        ring.refresh(early[:1])  # the tenant's hashing key
+        made: set[bytes] = set()
+        first = ring.key_to_seal(early[0], made)
+        for subject in early[1:]:
+            ring.key_to_seal(subject, made)
+        ring.store_now(made)
+        assert len(ring.keys_by_id(made)) == 200
+        time.sleep(0.4)  # past the check, within the time kept after it
+        with pytest.raises(KeysNotCachedError):
+            ring.key_to_seal(early[0], set())
+        ring.refresh(early[:1])
+        assert ring.key_to_seal(early[0], set()) is first
+        time.sleep(1.5)  # past both
+        ring.key_to_seal(Subject("acme", "recipient", "late@x.org"), set())
+        assert len(ring._by_subject) == 1
+        assert len(ring._by_id) == 1
+    finally:
+        ring.close()
 
 
 def test_units_sealed_under_one_new_key_commit_apart_when_one_is_refused(
