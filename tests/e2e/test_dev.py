@@ -54,8 +54,24 @@ def _wait_for_status(url: str, status: int, timeout: float) -> httpx.Response:
         time.sleep(0.2)
 
 
+def _name(process: psutil.Process) -> str:
+    """The process's name; "" for one that has exited since it was listed (the stack's
+    short-lived helpers, such as pg_ctl, come and go)."""
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
+
+
 def _is_tansu(process: psutil.Process) -> bool:
-    return "tansu" in process.name()
+    return "tansu" in _name(process)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class DevProcess:
@@ -106,7 +122,7 @@ def test_dev_serves_health_kills_redis_and_stops_cleanly(dev: DevProcess) -> Non
         "kafka": "up",
     }
     children = dev.descendants()
-    names = {p.name() for p in children}
+    names = {_name(p) for p in children}
     assert names >= SERVER_NAMES
     assert any(_is_tansu(p) for p in children)
 
@@ -147,7 +163,7 @@ def test_dev_serves_health_kills_redis_and_stops_cleanly(dev: DevProcess) -> Non
             assert time.monotonic() < deadline, f"{view} stayed {status}"
             time.sleep(0.2)
 
-    redis = next(p for p in children if p.name() == "redis-server")
+    redis = next(p for p in children if _name(p) == "redis-server")
     redis.kill()
     down = _wait_for_status(f"{dev.url}/health", 503, timeout=5)
     assert down.status_code == 503
@@ -161,9 +177,7 @@ def test_dev_serves_health_kills_redis_and_stops_cleanly(dev: DevProcess) -> Non
     assert status == 0, output
     assert "Herald is running:" in output
     assert "Herald stopped." in output
-    leftovers = [pid for pid in every_pid if psutil.pid_exists(pid)]
-    leftovers = [pid for pid in leftovers if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert leftovers == []
+    assert [pid for pid in every_pid if _running(pid)] == []
 
 
 @pytest.mark.slow
@@ -191,7 +205,7 @@ def test_dev_uses_configured_servers_and_starts_none(stack: Settings, tmp_path: 
     try:
         _wait_for_health(f"{dev.url}/health", timeout=60)
         children = dev.descendants()
-        assert not SERVER_NAMES & {p.name() for p in children}
+        assert not SERVER_NAMES & {_name(p) for p in children}
         assert not any(_is_tansu(p) for p in children)
     finally:
         status, output = dev.stop()
