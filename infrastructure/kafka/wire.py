@@ -106,14 +106,6 @@ def header_values(message: Message) -> dict[str, str]:
     }
 
 
-def _traceparent(message: Message) -> str | None:
-    raw = message.headers() or []
-    for name, value in raw.items() if isinstance(raw, dict) else raw:
-        if name == "traceparent" and value is not None:
-            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    return None
-
-
 def message_attributes(topic: str, headers: Mapping[str, Any]) -> dict[str, str | int]:
     """A traced message's span attributes, from its headers: ids and names, nothing personal."""
     attributes: dict[str, str | int] = {
@@ -131,17 +123,19 @@ def message_attributes(topic: str, headers: Mapping[str, Any]) -> dict[str, str 
 
 
 @contextmanager
-def consuming(name: str, messages: Sequence[Message]) -> Iterator[None]:
-    """While the messages are handled, when this process traces: a span per message whose
-    `traceparent` header names a sampled trace, continuing it."""
+def consuming(name: str, topic: str, headers: Iterable[Mapping[str, str]]) -> Iterator[None]:
+    """While messages from `topic` are handled, when this process traces: a span per message
+    whose `traceparent` header names a sampled trace, continuing it. `headers` are the ones
+    decoding read (`Published.headers`): a message's headers are read from the broker's
+    client once."""
     if not tracing():
         yield
         return
     spans = []
-    for message in messages:
-        parent = sampled_parent(_traceparent(message)) if message.error() is None else None
+    for values in headers:
+        parent = sampled_parent(values.get("traceparent"))
         if parent is not None:
-            attributes = message_attributes(message.topic() or "", header_values(message))
+            attributes = message_attributes(topic, values)
             spans.append(
                 start_span(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)
             )
@@ -167,10 +161,6 @@ def log_each(module: str, what: str, headers: Iterable[Mapping[str, Any]]) -> No
         )
 
 
-def headers_of(messages: Sequence[Message]) -> Iterator[dict[str, str]]:
-    return (header_values(m) for m in messages if m.error() is None)
-
-
 _TRACED_HEADERS = (
     ("event_type", "herald.event"),
     ("position", "herald.position"),
@@ -186,20 +176,22 @@ def header_position(message: Message) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """An event as the relay published it, with its place in its stream and in the log."""
+    """An event as the relay published it, with its place in its stream and in the log, and
+    the headers of its message."""
 
     name: str  # the event type
     stream_id: UUID
     version: int
     position: int
     event: DomainEvent
+    headers: dict[str, str]
 
 
 def decode_published(messages: Sequence[Message], codec: EventCodec) -> list[Published | None]:
     """The event each consumed message carries (decoded together, so the keys of their
     sealed fields come in one round trip); None for a broker error (logged unless it only
     marks the end of a partition) or a message without a value, which the relay never sends."""
-    found: list[tuple[int, str, str, str, str, bytes]] = []  # index, name, id, position, ...
+    found: list[tuple[int, dict[str, str], str, bytes]] = []  # index, headers, topic, value
     for index, message in enumerate(messages):
         error = message.error()
         if error is not None:
@@ -211,15 +203,26 @@ def decode_published(messages: Sequence[Message], codec: EventCodec) -> list[Pub
             log.warning("kafka message without a value skipped", offset=message.offset())
             continue
         headers = header_values(message)
-        name = headers["event_type"]
-        topic = f"{name}@{headers['schema_version']}"
-        found.append((index, name, headers["event_id"], headers["position"], topic, value))
+        topic = f"{headers['event_type']}@{headers['schema_version']}"
+        found.append((index, headers, topic, value))
     events = codec.decode_many([(topic, value) for *_, topic, value in found])
     decoded: list[Published | None] = [None] * len(messages)
-    for (index, name, event_id, position, _, _), event in zip(found, events, strict=True):
-        stream, _, version = event_id.rpartition(":")
-        decoded[index] = Published(name, UUID(stream), int(version), int(position), event)
+    for (index, headers, _, _), event in zip(found, events, strict=True):
+        stream, _, version = headers["event_id"].rpartition(":")
+        decoded[index] = Published(
+            headers["event_type"],
+            UUID(stream),
+            int(version),
+            int(headers["position"]),
+            event,
+            headers,
+        )
     return decoded
+
+
+def headers_of(decoded: Iterable[Published | None]) -> Iterator[dict[str, str]]:
+    """The headers of each message `decode_published` decoded."""
+    return (published.headers for published in decoded if published is not None)
 
 
 def next_batch(consumer: Consumer, most: int, timeout: float) -> list[Message]:

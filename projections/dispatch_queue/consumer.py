@@ -85,9 +85,10 @@ class DispatchQueueProjection:
                 while not stop.is_set():
                     messages = next_batch(consumer, BATCH, timeout=POLL_S)
                     if messages:
-                        with consuming("dispatch_queue.apply", messages):
-                            self._consume_batch(conn, consumer, producer, messages)
-                        log_each(__name__, "queue updated", headers_of(messages))
+                        decoded = decode_published(messages, self._codec)
+                        with consuming("dispatch_queue.apply", topic, headers_of(decoded)):
+                            self._consume_batch(conn, consumer, producer, messages, decoded)
+                        log_each(__name__, "queue updated", headers_of(decoded))
         except LOST_SERVER:
             raise  # the role starts this loop again once the server answers
         except Exception:
@@ -102,12 +103,11 @@ class DispatchQueueProjection:
         consumer: Consumer,
         producer: Producer,
         messages: list[Message],
+        decoded: list[Published | None],
     ) -> None:
         effects: dict[UUID, tuple[int, Effect]] = {}
         dead: list[tuple[Published, NotificationDeadLettered, Any]] = []
-        for message, published in zip(
-            messages, decode_published(messages, self._codec), strict=True
-        ):
+        for message, published in zip(messages, decoded, strict=True):
             if published is None:
                 continue
             event, stream_id, version = published.event, published.stream_id, published.version

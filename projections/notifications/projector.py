@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +49,6 @@ from infrastructure.kafka.wire import (
     consumer_config,
     consuming,
     decode_published,
-    headers_of,
     log_each,
 )
 from infrastructure.log import get_logger
@@ -90,6 +89,11 @@ class _Item:
     name: str  # event type
     partition: int | None  # None when read from the event store
     next_offset: int | None
+    headers: Mapping[str, str]  # of its message; empty when read from the event store
+
+
+def _headers(items: Iterable[_Item]) -> Iterator[Mapping[str, str]]:
+    return (item.headers for item in items)
 
 
 class NotificationsProjector:
@@ -146,9 +150,9 @@ class NotificationsProjector:
                     self._clock("consume", started, decoding)
                     self._clock("decode", decoding, time.perf_counter())
                     if items:
-                        with consuming("projector.apply", messages):
+                        with consuming("projector.apply", self._topic, _headers(items)):
                             self._apply(conn, live, items)
-                        log_each(__name__, "applied", headers_of(messages))
+                        log_each(__name__, "applied", _headers(items))
                         self.applied["kafka"] += len(items)
                         PROJECTION_EVENTS.labels("notifications").inc(len(items))
                         consumer.commit(asynchronous=True)
@@ -205,7 +209,8 @@ class NotificationsProjector:
                 event.at,
             )
             offset = (message.offset() or 0) + 1
-            items.append(_Item(applied, published.name, message.partition(), offset))
+            partition = message.partition()
+            items.append(_Item(applied, published.name, partition, offset, published.headers))
         return items
 
     def _apply(self, conn: psycopg.Connection[Any], live: LiveModels, items: list[_Item]) -> None:
@@ -323,7 +328,7 @@ class NotificationsProjector:
         for (position, stream_id, version, _, _), event in zip(rows, events, strict=True):
             change = change_for(event, self._codec.recipient_hash)
             applied = Applied(change, stream_id, version, position, event.at)
-            items.append(_Item(applied, type(event).__name__, None, None))
+            items.append(_Item(applied, type(event).__name__, None, None, {}))
         if items:
             self._apply(conn, live, items)
             self.applied["store"] += len(items)
