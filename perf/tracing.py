@@ -10,8 +10,9 @@ tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
 - **project**: `perf project`'s projector over a log of notifications requested, dispatched,
   sent and delivered, published by the relay. Each variant has a log of its own as an api at
   that sampling would have recorded it (a sampled trace context on one notification in a
-  hundred, or on all; none when off), projected by a process of its own with tracing set as
-  the role would have it. Tracing off runs first and last; the baseline is their mean.
+  hundred, or on all; none when off). Each round projects every log once, in the same
+  rotating order, from empty stores, in a new process with tracing set as the role would
+  have it; the ratio is again the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from contextlib import ExitStack
 from typing import Any
 
 import msgspec
+import psycopg
+import redis
 
 from infrastructure.devstack.otlp_receiver import Receiver, receiving
 from infrastructure.log import configure_logging
+from infrastructure.redis_keys import RedisKeys
 from infrastructure.settings import Settings, load_settings
 from infrastructure.tracing import configure_tracing, shutdown_tracing
 from perf.command import BODY, CONNECTIONS
@@ -41,13 +45,15 @@ from perf.harness import (
     servers,
     wrk,
 )
-from perf.project import _fill, _publish, projector_rate
+from perf.project import STAGES, _fill, _publish, projector_rate
+from projections.notifications.shadow import TABLES
 
 SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
 TARGET_RATIO_AT_0_01 = 0.95
 APP = "perf.command_app:from_environment"
 WARM_UP_S = 2
 ROUNDS = {True: 5, False: 9}  # by --quick
+PROJECTION_TABLES = (*TABLES, "projection_offsets")
 
 
 def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Settings:
@@ -56,6 +62,21 @@ def _traced(settings: Settings, ratio: float | None, receiver: Receiver) -> Sett
     return msgspec.structs.replace(
         settings, otlp_endpoint=receiver.endpoint, trace_sample_ratio=ratio
     )
+
+
+def _rotated(names: list[str], turn: int) -> list[str]:
+    """The variants in the order round `turn` runs them: each round starts one further along,
+    so that no variant always runs first, on a cold machine, or last."""
+    return names[turn % len(names) :] + names[: turn % len(names)]
+
+
+def _per_round(rates: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each traced variant's rate in each round as a ratio to tracing off's in that round."""
+    return {
+        name: [round(rate / off, 3) for rate, off in zip(values, rates["off"], strict=True)]
+        for name, values in rates.items()
+        if name != "off"
+    }
 
 
 def _load(url: str, seconds: int, headers: dict[str, str]) -> Load:
@@ -76,7 +97,7 @@ def _command(settings: Settings, receiver: Receiver, seconds: int, rounds: int) 
     for turn in range(rounds):
         # Fresh api processes every round: a process's own speed (its memory layout, its
         # hash seed) moves its rate by a few per cent, and would favour one variant in every
-        # round. Each round loads every variant once, starting one further along each time.
+        # round. Each round loads every variant once.
         with ExitStack() as stack:
             urls = {
                 name: stack.enter_context(
@@ -86,22 +107,16 @@ def _command(settings: Settings, receiver: Receiver, seconds: int, rounds: int) 
             }
             for name in names:
                 _load(urls[name], WARM_UP_S, headers)  # both workers, the writer's connection
-            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            for name in _rotated(names, turn):
                 runs[name].append(_load(urls[name], seconds, headers))
     for loads in runs.values():
         if any(run.non_2xx for run in loads):
             raise RuntimeError("non-2xx answers during the run")
-    rates = {name: median_load(loads).requests_per_s for name, loads in runs.items()}
-    per_round = {
-        name: [
-            round(run.requests_per_s / off.requests_per_s, 3)
-            for run, off in zip(runs[name], runs["off"], strict=True)
-        ]
-        for name in names
-        if name != "off"
-    }
+    per_round = _per_round(
+        {name: [run.requests_per_s for run in loads] for name, loads in runs.items()}
+    )
     return {
-        "req_s": rates,
+        "req_s": {name: median_load(loads).requests_per_s for name, loads in runs.items()},
         "p99_ms": {name: median_load(loads).p99_ms for name, loads in runs.items()},
         "ratio": {name: statistics.median(ratios) for name, ratios in per_round.items()},
         "ratio_per_round": per_round,
@@ -136,31 +151,51 @@ def _projector_rate_in_child(environ: dict[str, str], events: int) -> float:
     return rate
 
 
-def _project(settings: Settings, receiver: Receiver, count: int) -> dict[str, Any]:
-    # Tracing off first and last: the mean of the two is the baseline, so that a machine
-    # that speeds up or slows down over the run favours no variant.
-    order = ["off", "0.01", "1.0", "off"]
-    rates: dict[str, list[float]] = {name: [] for name in SAMPLING}
-    spans: dict[str, int] = dict.fromkeys(SAMPLING, 0)
-    spawn = multiprocessing.get_context("spawn")
-    for run, name in enumerate(order):
+def _forget_projection(settings: Settings) -> None:
+    """Empty the notifications projection's stores, as on a new database and namespace, so
+    that the next projection of the same log writes every row and key again."""
+    assert settings.database_url is not None  # noqa: S101 - set by on_new_database
+    assert settings.redis_url is not None  # noqa: S101 - servers() set it
+    with psycopg.connect(settings.database_url.reveal(), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
+    client = redis.Redis.from_url(settings.redis_url.reveal())
+    try:
+        keys = list(client.scan_iter(match=f"{RedisKeys(settings.namespace).prefix}*", count=5000))
+        for start in range(0, len(keys), 5000):
+            client.delete(*keys[start : start + 5000])
+    finally:
+        client.close()
+
+
+def _project(settings: Settings, receiver: Receiver, count: int, rounds: int) -> dict[str, Any]:
+    names = list(SAMPLING)
+    logs: dict[str, tuple[Settings, int]] = {}
+    for index, name in enumerate(names):
         ratio = SAMPLING[name]
-        label = f"tracing{run}"
-        own = _traced(on_new_database(settings, label), ratio, receiver)
+        own = _traced(on_new_database(settings, f"tracing{index}"), ratio, receiver)
         assert own.database_url is not None  # noqa: S101 - set by on_new_database
         events = _fill(own.database_url.reveal(), count, traceparent=_traceparents(ratio))
         _publish(msgspec.structs.replace(own, otlp_endpoint=None), events)
-        before = len(receiver.spans)
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            rate = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
-        rates[name].append(rate)
-        spans[name] += len(receiver.spans) - before
-    mean = {name: statistics.fmean(values) for name, values in rates.items()}
+        logs[name] = (own, events)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    spans: dict[str, int] = dict.fromkeys(names, 0)
+    spawn = multiprocessing.get_context("spawn")
+    for turn in range(rounds):
+        for name in _rotated(names, turn):
+            own, events = logs[name]
+            _forget_projection(own)
+            before = len(receiver.spans)
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+                rate = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
+            rates[name].append(rate)
+            spans[name] += len(receiver.spans) - before
+    per_round = _per_round(rates)
     return {
-        "events_per_s": {name: [round(r, 1) for r in values] for name, values in rates.items()},
-        "ratio": {name: round(mean[name] / mean["off"], 3) for name in SAMPLING if name != "off"},
+        "events_per_s": {name: round(statistics.median(r), 1) for name, r in rates.items()},
+        "ratio": {name: statistics.median(ratios) for name, ratios in per_round.items()},
+        "ratio_per_round": per_round,
         "spans_exported": spans,
-        "events_per_variant": count * 4,
+        "events_per_variant": count * STAGES,
     }
 
 
@@ -169,7 +204,7 @@ def run(quick: bool) -> dict[str, Any]:
     count = 25_000 if quick else 100_000  # notifications per variant's log; four events each
     with servers() as settings, receiving() as receiver:
         command = _command(settings, receiver, seconds, ROUNDS[quick])
-        project = _project(settings, receiver, count)
+        project = _project(settings, receiver, count, ROUNDS[quick])
     worst = min(command["ratio"]["0.01"], project["ratio"]["0.01"])
     return {
         "scenario": "tracing",
