@@ -27,11 +27,10 @@ from typing import Any
 
 import msgspec
 import psycopg
-import redis
 
 from infrastructure.devstack.otlp_receiver import Receiver, receiving
 from infrastructure.log import configure_logging
-from infrastructure.redis_keys import RedisKeys
+from infrastructure.restoring import clear_redis
 from infrastructure.settings import Settings, load_settings
 from infrastructure.tracing import configure_tracing, shutdown_tracing
 from perf.command import BODY, CONNECTIONS
@@ -163,13 +162,7 @@ def _forget_projection(settings: Settings) -> None:
     assert settings.redis_url is not None  # noqa: S101 - servers() set it
     with psycopg.connect(settings.database_url.reveal(), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
-    client = redis.Redis.from_url(settings.redis_url.reveal())
-    try:
-        keys = list(client.scan_iter(match=f"{RedisKeys(settings.namespace).prefix}*", count=5000))
-        for start in range(0, len(keys), 5000):
-            client.delete(*keys[start : start + 5000])
-    finally:
-        client.close()
+    clear_redis(settings.redis_url.reveal(), settings.namespace, progress=lambda _: None)
 
 
 def _project(settings: Settings, receiver: Receiver, rounds: int, count: int) -> dict[str, Any]:
