@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
 
 _configured: TracerProvider | None = None
+# Herald's hand-written spans. A proxy until `configure_tracing` sets the provider, then that
+# provider's tracer, looked up once: asking the provider for it costs more than a span.
+_TRACER = trace.get_tracer("herald")
 
 
 def configure_tracing(settings: Settings, role: str) -> TracerProvider | None:
@@ -178,10 +181,6 @@ def untraced_context() -> Context:
         return otel_context.get_current()
 
 
-def tracer() -> trace.Tracer:
-    return trace.get_tracer("herald")
-
-
 def traceparent_of(context: SpanContext) -> str | None:
     """The W3C `traceparent` of a span context; None for an invalid one."""
     if not context.is_valid:
@@ -229,7 +228,7 @@ def start_span(
     Attributes never hold personal data: ids, counts and names of things."""
     context = remote_context(parent) if isinstance(parent, str) or parent is None else parent
     within = trace.set_span_in_context(trace.NonRecordingSpan(context)) if context else None
-    return tracer().start_span(
+    return _TRACER.start_span(
         name,
         context=within,
         kind=kind,
