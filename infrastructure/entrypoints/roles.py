@@ -6,6 +6,7 @@ Each role is one kind of process; run as many of each as the load needs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import tempfile
@@ -86,16 +87,26 @@ def serve_relay(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _health(settings: Settings, role: str) -> Iterator[None]:
-    """While the role runs: its /metrics and /health/* on HERALD_METRICS_PORT, and its
-    spans exported to HERALD_OTLP_ENDPOINT (sent on the way out)."""
+    """While the role runs: its /metrics and /health/* on HERALD_METRICS_PORT, its spans
+    exported to HERALD_OTLP_ENDPOINT (sent on the way out), and what starting it made kept
+    out of the garbage collector's sight."""
     from infrastructure.entrypoints.role_health import serving_health  # noqa: PLC0415
 
     configure_tracing(settings, role)
     try:
         with serving_health(settings, role):
+            settle_heap()
             yield
     finally:
         shutdown_tracing()
+
+
+def settle_heap() -> None:
+    """Move what starting made (modules, clients, settings) out of the collector's reach, so
+    that a full collection scans only what the role's loop makes. The projector spent a
+    quarter of its CPU collecting, most of it rescanning those objects."""
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_on_signals() -> threading.Event:
