@@ -24,6 +24,7 @@ from domain.notifications import notification as notifications
 from domain.notifications.events import NotificationEvent
 from domain.notifications.notification import Notification
 from domain.notifications.values import Channel
+from infrastructure.entrypoints.roles import settle_heap
 from infrastructure.eventstore import catalog
 from infrastructure.eventstore.codec import EventCodec
 from infrastructure.eventstore.tracking import NOTIFICATIONS_PROJECTION, save_position
@@ -125,10 +126,17 @@ def _consume_and_decode(settings: Settings, events: int) -> float:
     return seen / (time.perf_counter() - (started or time.perf_counter()))
 
 
-def projector_rate(
-    settings: Settings, events: int, codec: EventCodec | None = None
-) -> tuple[float, dict[str, int], dict[str, float]]:
-    """Events per second from the first message applied to the last partition offset saved."""
+def projector_progress(
+    settings: Settings,
+    events: int,
+    codec: EventCodec | None = None,
+    ready: Callable[[], object] | None = None,
+) -> tuple[NotificationsProjector, list[tuple[float, float, int]]]:
+    """Project `events` from Kafka, starting at the head of the store; returns the projector
+    and its progress: `(time.perf_counter(), time.process_time(), events applied)` each time
+    a batch lands.
+    `ready` is called just before the projector starts: the heap settled as the role does,
+    a barrier for side-by-side runs."""
     assert settings.database_url is not None  # noqa: S101 - servers() set it
     database_url = settings.database_url.reveal()
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -137,24 +145,35 @@ def projector_rate(
     projector = NotificationsProjector(
         settings, codec or catalog.codec(), list(catalog.NOTIFICATION_EVENT_NAMES)
     )
+    if ready is not None:
+        ready()
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
     thread.start()
-    while projector.applied["kafka"] == 0:
+    progress: list[tuple[float, float, int]] = []
+    applied = 0
+    while applied < events:
         if not thread.is_alive():
             raise RuntimeError("the projector stopped")
-        time.sleep(0.005)
-    started = time.perf_counter()
-    first = projector.applied["kafka"]
-    while projector.applied["kafka"] < events:
-        if not thread.is_alive():
-            raise RuntimeError("the projector stopped")
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - started
+        time.sleep(0.002)
+        if projector.applied["kafka"] != applied:
+            applied = projector.applied["kafka"]
+            progress.append((time.perf_counter(), time.process_time(), applied))
     stop.set()
     thread.join(30)
+    return projector, progress
+
+
+def projector_rate(
+    settings: Settings, events: int, codec: EventCodec | None = None
+) -> tuple[float, dict[str, int], dict[str, float]]:
+    """Events per second from the first batch applied to the last."""
+    projector, progress = projector_progress(settings, events, codec, ready=settle_heap)
+    (started, _, first), (ended, _, last) = progress[0], progress[-1]
+    if ended == started:
+        raise RuntimeError(f"{events} events landed in one batch: too few to time")
     stages = {k: round(v / events * 1e6, 2) for k, v in projector.seconds.items()}
-    return (events - first) / elapsed, dict(projector.applied), stages
+    return (last - first) / (ended - started), dict(projector.applied), stages
 
 
 def _rebuild(settings: Settings) -> float:

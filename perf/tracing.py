@@ -10,9 +10,10 @@ tracing off; the target is a cost under 5 % (a ratio above 0.95) at 0.01.
 - **project**: `perf project`'s projector over a log of notifications requested, dispatched,
   sent and delivered, published by the relay. Each variant has a log of its own as an api at
   that sampling would have recorded it (a sampled trace context on one notification in a
-  hundred, or on all; none when off). Each round projects every log once, in the same
-  rotating order, from empty stores, in a new process with tracing set as the role would
-  have it; the ratio is again the median of the per-round ratios.
+  hundred, or on all; none when off). Each round projects the three logs side by side, from
+  empty stores, each in a new process with tracing set as the role would have it. A
+  variant's cost is its events per second of its process's CPU; the ratio is the median of
+  the per-round ratios of that. Its events per second while all three ran are reported too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import msgspec
 import psycopg
 
 from infrastructure.devstack.otlp_receiver import Receiver, receiving
+from infrastructure.entrypoints.roles import settle_heap
 from infrastructure.log import configure_logging
 from infrastructure.restoring import clear_redis
 from infrastructure.settings import Settings, load_settings
@@ -44,7 +46,7 @@ from perf.harness import (
     servers,
     wrk,
 )
-from perf.project import STAGES, _fill, _publish, projector_rate
+from perf.project import STAGES, _fill, _publish, projector_progress
 from projections.notifications.shadow import TABLES
 
 SAMPLING: dict[str, float | None] = {"off": None, "0.01": 0.01, "1.0": 1.0}
@@ -52,11 +54,10 @@ TARGET_RATIO_AT_0_01 = 0.95
 APP = "perf.command_app:from_environment"
 WARM_UP_S = 2
 ROUNDS = {True: 5, False: 9}  # command rounds, by --quick
-# Projection rounds and notifications per variant's log (four events each), by --quick. A
-# projection's rate moves by up to a third between two runs a few seconds apart on these
-# machines; short projections in many rounds pair each traced run with an untraced one
-# close to it in time, and the median of many rounds settles.
-PROJECTION_ROUNDS = {True: (9, 10_000), False: (15, 25_000)}
+# Projection rounds and notifications per variant's log (four events each), by --quick.
+PROJECTION_ROUNDS = {True: (7, 10_000), False: (11, 25_000)}
+START_S = 300  # how long a projection waits for the others to be ready to start
+MIN_BATCHES = 3  # batches each projection lands side by side with the others, at least
 PROJECTION_TABLES = (*TABLES, "projection_offsets")
 
 
@@ -143,16 +144,46 @@ def _traceparents(ratio: float | None) -> Callable[[int], str | None] | None:
     return traceparent
 
 
-def _projector_rate_in_child(environ: dict[str, str], events: int) -> float:
-    """The projector's rate in a process of its own, traced as `herald serve projector` is."""
+def _progress_in_child(
+    environ: dict[str, str], events: int, start: Any
+) -> list[tuple[float, float, int]]:
+    """One variant's projection in a process of its own, traced as `herald serve projector`
+    is, starting with the other variants' at the barrier `start`."""
     settings = load_settings(environ=environ, env_file=None)
     configure_logging(msgspec.structs.replace(settings, log_level="warning"))
     configure_tracing(settings, "projector")
     try:
-        rate, _, _ = projector_rate(settings, events)
+        _, progress = projector_progress(settings, events, ready=lambda: _ready(start))
     finally:
         shutdown_tracing()
-    return rate
+    return progress
+
+
+def _ready(start: Any) -> None:
+    settle_heap()  # as the role does once started
+    start.wait(START_S)
+
+
+def _side_by_side(
+    progress: dict[str, list[tuple[float, float, int]]],
+) -> dict[str, tuple[float, float]]:
+    """Each projection's events per second while all of them ran (between the first and the
+    last of its batches that landed after every projection had landed one and before any
+    had finished), and its events per second of its process's CPU, first batch to last."""
+    start = max(batches[0][0] for batches in progress.values())
+    end = min(batches[-1][0] for batches in progress.values())
+    rates = {}
+    for name, batches in progress.items():
+        inside = [batch for batch in batches if start <= batch[0] <= end]
+        if len(inside) < MIN_BATCHES:
+            raise RuntimeError(f"{name}: {len(inside)} batches landed side by side; log too short")
+        (first_at, _, first), (last_at, _, last) = inside[0], inside[-1]
+        (_, first_cpu, first_all), (_, last_cpu, last_all) = batches[0], batches[-1]
+        rates[name] = (
+            (last - first) / (last_at - first_at),
+            (last_all - first_all) / (last_cpu - first_cpu),
+        )
+    return rates
 
 
 def _forget_projection(settings: Settings) -> None:
@@ -176,23 +207,33 @@ def _project(settings: Settings, receiver: Receiver, rounds: int, count: int) ->
         _publish(msgspec.structs.replace(own, otlp_endpoint=None), events)
         logs[name] = (own, events)
     rates: dict[str, list[float]] = {name: [] for name in names}
-    spans: dict[str, int] = dict.fromkeys(names, 0)
+    per_cpu_s: dict[str, list[float]] = {name: [] for name in names}
+    before = len(receiver.spans)
     spawn = multiprocessing.get_context("spawn")
-    for turn in range(rounds):
-        for name in _rotated(names, turn):
-            own, events = logs[name]
-            _forget_projection(own)
-            before = len(receiver.spans)
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-                rate = child.submit(_projector_rate_in_child, own.to_environ(), events).result()
-            rates[name].append(rate)
-            spans[name] += len(receiver.spans) - before
-    per_round = _per_round(rates)
+    with spawn.Manager() as manager:
+        for _ in range(rounds):
+            # Every variant at once, each in a new process: the machine's speed moves by up
+            # to a third within seconds, and moves them all alike.
+            for own, _ in logs.values():
+                _forget_projection(own)
+            start = manager.Barrier(len(logs))
+            with ProcessPoolExecutor(max_workers=len(logs), mp_context=spawn) as children:
+                futures = {
+                    name: children.submit(_progress_in_child, own.to_environ(), events, start)
+                    for name, (own, events) in logs.items()
+                }
+                progress = {name: future.result() for name, future in futures.items()}
+            for name, (rate, per_cpu) in _side_by_side(progress).items():
+                rates[name].append(rate)
+                per_cpu_s[name].append(per_cpu)
+    per_round = _per_round(per_cpu_s)
     return {
         "events_per_s": {name: round(statistics.median(r), 1) for name, r in rates.items()},
+        "events_per_cpu_s": {name: round(statistics.median(r), 1) for name, r in per_cpu_s.items()},
+        "wall_ratio_per_round": _per_round(rates),
         "ratio": {name: statistics.median(ratios) for name, ratios in per_round.items()},
         "ratio_per_round": per_round,
-        "spans_exported": spans,
+        "spans_exported": len(receiver.spans) - before,
         "events_per_variant": count * STAGES,
     }
 
