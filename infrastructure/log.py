@@ -44,7 +44,11 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
         # Last, so that it sees tracebacks too: production logs carry no personal data.
         shared.append(redact_personal)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: rich's, with every frame's locals, take seconds to render a deep
+        # one (a role's loop stands still meanwhile) and print recipients and message bodies.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         # A line below the level is dropped before any processor runs: at `warning`, the

@@ -232,13 +232,17 @@ class Dispatcher:
         except asyncio.CancelledError:
             workers.leases.forget(nid)
             raise
+        except (psycopg.OperationalError, redis.RedisError) as exc:
+            # A server is out, and every notification in flight meets it: a line, no traceback.
+            log.warning("dispatch waiting for servers", notification_id=str(nid), error=str(exc))
         except Exception:
             log.exception("dispatch failed", notification_id=str(nid))
-            # Keep the row a little longer, then try again from the stream, which holds
-            # whatever this turn managed to record.
-            await workers.leases.keep_for(workers.pool, nid, ERROR_PAUSE_S)
+        else:
+            workers.leases.hand_back(release)
             return
-        workers.leases.hand_back(release)
+        # Keep the row a little longer, then try again from the stream, which holds
+        # whatever this turn managed to record.
+        await workers.leases.keep_for(workers.pool, nid, ERROR_PAUSE_S)
 
     async def _sweep(self, pool: AsyncConnectionPool) -> None:
         while True:

@@ -52,6 +52,26 @@ def test_dev_writes_readable_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert not line.startswith("{")
 
 
+def test_dev_tracebacks_name_the_frames_but_print_no_locals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(load_settings(environ={"HERALD_ENV": "dev"}, env_file=None))
+    address = "ada@example.com"
+    try:
+        _send_to(address)
+    except ConnectionError:
+        get_logger("herald.test").exception("dispatch failed")
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "in _send_to" in err
+    assert "ConnectionError: refused" in err
+    assert "ada@example.com" not in err  # a local of both frames
+
+
+def _send_to(recipient: str) -> None:
+    raise ConnectionError("refused")
+
+
 def test_the_level_setting_filters(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(load_settings(environ={"HERALD_LOG_LEVEL": "warning"}, env_file=None))
     get_logger("herald.test").info("hidden")
