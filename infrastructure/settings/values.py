@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import typing
 from typing import Any
@@ -87,8 +88,14 @@ def parse_per_key(raw: str, keys: list[str]) -> dict[str, int]:
 
 def field_meta(struct: type, field: str) -> msgspec.Meta:
     """The `setting(...)` metadata of one field of a settings class."""
-    hint = typing.get_type_hints(struct, include_extras=True)[field]
+    hint = _hints(struct)[field]
     return next(a for a in typing.get_args(hint) if isinstance(a, msgspec.Meta))
+
+
+@functools.cache
+def _hints(struct: type) -> dict[str, Any]:
+    """A class's resolved annotations: resolving them all takes milliseconds, every time."""
+    return typing.get_type_hints(struct, include_extras=True)
 
 
 def example_of(struct: type, field: str) -> str:
