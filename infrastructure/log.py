@@ -20,6 +20,10 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from infrastructure.settings import Settings
 from infrastructure.tracing import add_trace_ids
 
+_tracebacks_without_locals = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
 
 def configure_logging(settings: Settings, *, role: str | None = None) -> None:
     shared: list[Processor] = [
@@ -40,12 +44,14 @@ def configure_logging(settings: Settings, *, role: str | None = None) -> None:
         own.append(sampled(settings.log_sample_info))
     if settings.json_logs:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        # Frames without their locals: a local's repr (a message, a notification) carries
+        # personal data under no name that redaction could recognise.
+        shared.append(_tracebacks_without_locals)
         # Last, so that it sees tracebacks too: production logs carry no personal data.
         shared.append(redact_personal)
     else:
         # Plain tracebacks: rich's, with every frame's locals, take seconds to render a deep
-        # one (a role's loop stands still meanwhile) and print recipients and message bodies.
+        # one (a role's loop stands still meanwhile), and locals hold personal data.
         renderer = structlog.dev.ConsoleRenderer(
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -68,7 +69,7 @@ def test_dev_tracebacks_name_the_frames_but_print_no_locals(
     assert "ada@example.com" not in err  # a local of both frames
 
 
-def _send_to(recipient: str) -> None:
+def _send_to(recipient: object) -> None:
     raise ConnectionError("refused")
 
 
@@ -110,6 +111,29 @@ def test_production_lines_carry_no_personal_data(capsys: pytest.CaptureFixture[s
 
 def _refuse(address: str) -> None:
     raise ValueError(f"provider refused {address}")
+
+
+def test_production_tracebacks_name_the_frames_but_carry_no_locals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(load_settings(environ={"HERALD_ENV": "production"}, env_file=None))
+    message = _Message(subject="Your code", body="Code QX-4471")  # no field name to redact
+    try:
+        _send_to(message)
+    except ConnectionError:
+        get_logger("herald.test").exception("dispatch failed")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "QX-4471" not in line
+    (exception,) = json.loads(line)["exception"]
+    assert exception["exc_type"] == "ConnectionError"
+    assert [frame["name"] for frame in exception["frames"]][-1] == "_send_to"
+    assert all("locals" not in frame for frame in exception["frames"])
+
+
+@dataclasses.dataclass
+class _Message:
+    subject: str
+    body: str
 
 
 def test_production_samples_info_and_keeps_every_warning(
