@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,26 +72,18 @@ def event_store(stack: Settings) -> Iterator[EventStore]:
 
 
 @pytest.fixture(scope="session")
-def metrics_ports() -> dict[str, int]:
-    """The port each of the session's relay and projector serves /metrics and /health/* on."""
-    return {"relay": free_port(), "projector": free_port()}
-
-
-@pytest.fixture(scope="session")
-def relay(stack: Settings, metrics_ports: dict[str, int]) -> Iterator[None]:
+def relay(stack: Settings) -> Iterator[None]:
     """The session's relay, following the stack's event store."""
-    settings = msgspec.structs.replace(stack, metrics_port=metrics_ports["relay"])
     with Supervisor() as supervisor:
-        supervisor.start(role_spec("relay", settings))
+        supervisor.start(role_spec("relay", stack))
         yield
 
 
 @pytest.fixture(scope="session")
-def projector(stack: Settings, relay: None, metrics_ports: dict[str, int]) -> Iterator[None]:
+def projector(stack: Settings, relay: None) -> Iterator[None]:
     """The session's projector, consuming what the session's relay publishes."""
-    settings = msgspec.structs.replace(stack, metrics_port=metrics_ports["projector"])
     with Supervisor() as supervisor:
-        supervisor.start(role_spec("projector", settings))
+        supervisor.start(role_spec("projector", stack))
         yield
 
 
@@ -138,12 +130,17 @@ class OwnStack:
 
 @contextmanager
 def own_stack(
-    base: Settings, database_url: str, *roles: str, logs: Path | None = None
+    base: Settings,
+    database_url: str,
+    *roles: str,
+    logs: Path | None = None,
+    metrics: Mapping[str, int] | None = None,
 ) -> Iterator[OwnStack]:
     """`base` (the session's api settings, changed as the test needs) on `database_url`,
     migrated, with the api, relay and projector running, then `roles`: each a role's name or
     "simulator", with a suffix to run more than one ("dispatcher-1", "dispatcher-2"). With
-    `logs`, each process writes its output to NAME.log there."""
+    `logs`, each process writes its output to NAME.log there; with `metrics`, the processes
+    it names serve /metrics and /health/* on the port it gives."""
     port = free_port()
     settings = msgspec.structs.replace(
         on_own_database(base, database_url),
@@ -156,9 +153,8 @@ def own_stack(
         with Supervisor() as supervisor:
             for name in ("api", "relay", "projector", *roles):
                 role = name.split("-")[0]  # "dispatcher-2" is a second dispatcher
-                spec = (
-                    simulator_spec(settings) if role == "simulator" else role_spec(role, settings)
-                )
+                own = msgspec.structs.replace(settings, metrics_port=(metrics or {}).get(name, 0))
+                spec = simulator_spec(own) if role == "simulator" else role_spec(role, own)
                 log_path = logs / f"{name}.log" if logs is not None else None
                 spec = dataclasses.replace(spec, name=name, log_path=log_path)
                 supervisor.start(spec, ready_timeout=30)

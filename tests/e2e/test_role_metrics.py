@@ -22,11 +22,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from domain.identity.roles import Role
-from infrastructure.devstack.dev import role_spec, simulator_spec
 from infrastructure.devstack.servers import free_port
-from infrastructure.devstack.supervisor import Supervisor
 from infrastructure.settings import Settings
-from tests.e2e.conftest import Account, AccountFactory
+from tests.conftest import new_database
+from tests.e2e.conftest import Account, AccountFactory, own_stack
 from tests.kafka_helpers import eventually
 
 NEVER = "0 0 1 1 *"
@@ -40,6 +39,8 @@ class Roles:
     settings: Settings
     urls: dict[str, str]  # role: base URL of its metrics and health
     simulator: str
+    api_url: str
+    account: AccountFactory
 
     def configure(self, **rates: float) -> None:
         """Every failure rate 0 but those given (the simulator keeps what is left out)."""
@@ -51,11 +52,10 @@ class Roles:
 
 
 @pytest.fixture(scope="module")
-def roles(
-    api_settings: Settings, api_url: str, projector: None, metrics_ports: dict[str, int]
-) -> Iterator[Roles]:
-    """A simulator, and a dispatcher and a scheduler serving metrics on ports of their own,
-    beside the session's relay and projector."""
+def roles(api_settings: Settings, stack: Settings) -> Iterator[Roles]:
+    """Every role and the simulator on a database and topics of their own, each role but the
+    api serving metrics on a port of its own. Their own: a dispatcher on the session's topic
+    would first send every notification the earlier modules left unsent."""
     settings = msgspec.structs.replace(
         api_settings,
         simulator_url=f"http://127.0.0.1:{free_port()}",
@@ -69,19 +69,28 @@ def roles(
         ),
         scheduler_poll_s=0.5,
     )
-    ports = {**metrics_ports, "dispatcher": free_port(), "scheduler": free_port()}
-    with Supervisor() as supervisor:
-        supervisor.start(simulator_spec(settings))
-        for role in ("dispatcher", "scheduler"):
-            own = msgspec.structs.replace(settings, metrics_port=ports[role])
-            supervisor.start(dataclasses.replace(role_spec(role, own), name=f"metrics-{role}"))
+    ports = {role: free_port() for role in ("relay", "projector", "dispatcher", "scheduler")}
+    with (
+        new_database(stack) as database,
+        own_stack(settings, database, "simulator", "dispatcher", "scheduler", metrics=ports) as own,
+    ):
         urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
         for url in urls.values():
             live = f"{url}/health/liveness"
             eventually(lambda live=live: _answers(live), 60, f"{url} to listen")  # type: ignore[misc]
-        stack = Roles(settings, urls, settings.simulator_url)
-        stack.configure()
-        yield stack
+        stack_of_own = Roles(own.settings, urls, settings.simulator_url, own.api_url, own.account)
+        stack_of_own.configure()
+        yield stack_of_own
+
+
+@pytest.fixture(scope="module")
+def api_url(roles: Roles) -> str:
+    return roles.api_url
+
+
+@pytest.fixture(scope="module")
+def account(roles: Roles) -> AccountFactory:
+    return roles.account
 
 
 def _answers(url: str) -> bool:
